@@ -1,0 +1,74 @@
+"""The one error root of wakeserve.
+
+Every failure that crosses a transport boundary is a :class:`WakeserveError`. It carries the HTTP status a
+REST transport answers with, a stable machine-readable ``code`` (the same one an error CloudEvent carries),
+and whether retrying the same request may succeed. Each transport translates it in exactly one place.
+"""
+
+from __future__ import annotations
+
+
+class WakeserveError(Exception):
+    """Base class: a failure with an HTTP status, a stable code and a retry hint."""
+
+    status: int = 500
+    code: str = "internal"
+    retryable: bool = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_json(self) -> dict[str, object]:
+        return {"error": self.message, "code": self.code, "retryable": self.retryable}
+
+
+class InvalidInputError(WakeserveError):
+    """The request is malformed or does not match the model's declared tensors."""
+
+    status = 400
+    code = "invalid_input"
+
+
+class UnknownModelError(WakeserveError):
+    """No model with that name is served here."""
+
+    status = 404
+    code = "unknown_model"
+
+
+class PayloadTooLargeError(WakeserveError):
+    """A request body or referenced payload is over the configured limit."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class OverloadedError(WakeserveError):
+    """A bounded queue is full; the caller should back off and retry."""
+
+    status = 503
+    code = "overloaded"
+    retryable = True
+
+
+class NotReadyError(WakeserveError):
+    """The model is still loading or warming up."""
+
+    status = 503
+    code = "not_ready"
+    retryable = True
+
+
+class ModelError(WakeserveError):
+    """The model raised while computing a result."""
+
+    status = 500
+    code = "model_error"
+
+
+class ArtifactError(WakeserveError):
+    """Model artifacts could not be found or fetched."""
+
+    status = 500
+    code = "artifact_error"

@@ -1,0 +1,1 @@
+"""Predictors: one folder per function, plus the shared runtime they run on."""

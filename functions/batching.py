@@ -1,0 +1,173 @@
+"""Dynamic batching: merge concurrent requests along the batch dimension, run once, split back.
+
+One worker task owns the model, so batches run one at a time on a dedicated thread while the event loop keeps
+accepting requests; whatever arrives during a run forms the next batch. The queue is bounded: a full queue
+answers :class:`OverloadedError` (503) at once rather than growing without limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from events.errors import ModelError, OverloadedError, WakeserveError
+from functions.spec import Tensors
+
+
+@dataclass
+class _Pending:
+    inputs: Tensors
+    rows: int
+    future: asyncio.Future[Tensors]
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+def batch_rows(inputs: Tensors) -> int:
+    return int(next(iter(inputs.values())).shape[0])
+
+
+def _compatible(a: Tensors, b: Tensors) -> bool:
+    return all(a[k].shape[1:] == b[k].shape[1:] and a[k].dtype == b[k].dtype for k in a)
+
+
+def merge(parts: list[Tensors]) -> Tensors:
+    return {name: np.concatenate([p[name] for p in parts], axis=0) for name in parts[0]}
+
+
+def split(outputs: Tensors, sizes: list[int]) -> list[Tensors]:
+    total = sum(sizes)
+    for name, array in outputs.items():
+        if array.shape[0] != total:
+            raise ModelError(f"output '{name}' has batch size {array.shape[0]}, expected {total}")
+    result, offset = [], 0
+    for size in sizes:
+        result.append({name: array[offset : offset + size] for name, array in outputs.items()})
+        offset += size
+    return result
+
+
+class DynamicBatcher:
+    """Bounded request queue in front of a batched ``run`` function executed off the event loop."""
+
+    def __init__(
+        self,
+        run: Callable[[Tensors], Tensors],
+        executor: Executor,
+        *,
+        max_batch_size: int,
+        max_delay_ms: float,
+        max_queue: int,
+        observe_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        if max_batch_size < 1 or max_queue < 1 or max_delay_ms < 0:
+            raise ValueError("max_batch_size and max_queue must be >= 1 and max_delay_ms >= 0")
+        self._run = run
+        self._executor = executor
+        self.max_batch_size = max_batch_size
+        self.max_delay = max_delay_ms / 1000.0
+        self.max_queue = max_queue
+        self._observe_batch = observe_batch
+        self._queue: deque[_Pending] = deque()
+        self._arrived = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._running = 0
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting plus requests in the batch now running."""
+        return len(self._queue) + self._running
+
+    async def submit(self, inputs: Tensors) -> Tensors:
+        if len(self._queue) >= self.max_queue:
+            raise OverloadedError(
+                f"request queue is full ({self.max_queue} waiting); retry after a short backoff"
+            )
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(self._work())
+        pending = _Pending(inputs, batch_rows(inputs), asyncio.get_running_loop().create_future())
+        self._queue.append(pending)
+        self._arrived.set()
+        return await pending.future
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+        while self._queue:
+            pending = self._queue.popleft()
+            if not pending.future.done():
+                pending.future.set_exception(OverloadedError("server is shutting down"))
+
+    async def _work(self) -> None:
+        while True:
+            while not self._queue:
+                self._arrived.clear()
+                await self._arrived.wait()
+            await self._fill_or_timeout()
+            items = self._take()
+            if items:
+                await self._run_items(items)
+
+    async def _fill_or_timeout(self) -> None:
+        deadline = self._queue[0].enqueued + self.max_delay
+        while sum(p.rows for p in self._queue) < self.max_batch_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _take(self) -> list[_Pending]:
+        items: list[_Pending] = []
+        rows = 0
+        while self._queue:
+            head = self._queue[0]
+            if head.future.done():  # the caller went away; nothing to compute
+                self._queue.popleft()
+                continue
+            if items and (rows + head.rows > self.max_batch_size or not _compatible(items[0].inputs, head.inputs)):
+                break
+            items.append(self._queue.popleft())
+            rows += head.rows
+        return items
+
+    async def _run_items(self, items: list[_Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        self._running = len(items)
+        try:
+            merged = items[0].inputs if len(items) == 1 else merge([p.inputs for p in items])
+            try:
+                outputs = await loop.run_in_executor(self._executor, self._run, merged)
+                parts = split(outputs, [p.rows for p in items])
+            except Exception as exc:  # noqa: BLE001 - isolate the failure below
+                if len(items) == 1:
+                    _fail(items[0], exc)
+                    return
+                # One bad request must not fail its neighbours: rerun each alone.
+                for item in items:
+                    await self._run_items([item])
+                return
+            if self._observe_batch is not None:
+                self._observe_batch(sum(p.rows for p in items))
+            for item, part in zip(items, parts):
+                if not item.future.done():
+                    item.future.set_result(part)
+        finally:
+            self._running = 0
+
+
+def _fail(item: _Pending, exc: BaseException) -> None:
+    if item.future.done():
+        return
+    if not isinstance(exc, WakeserveError):
+        exc = ModelError(f"model failed: {type(exc).__name__}: {exc}")
+    item.future.set_exception(exc)

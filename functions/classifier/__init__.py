@@ -1,0 +1,1 @@
+"""The ``classifier`` function: a small torch head over the embedder's encoder."""

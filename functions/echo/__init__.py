@@ -1,0 +1,1 @@
+"""The ``echo`` function: a trivial model (identity on FP32) for overhead measurements and plumbing tests."""

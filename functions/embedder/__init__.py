@@ -1,0 +1,1 @@
+"""The ``embedder`` function: sentence embeddings (FP32 [N, 384] for the default MiniLM)."""

@@ -1,0 +1,190 @@
+"""One predictor replica: KServe's v2 REST and gRPC data plane on a host we choose, loading in the background.
+
+KServe's ``ModelServer`` binds 0.0.0.0 and only starts listening once the model is loaded. We compose the
+same parts (``DataPlane``, the v2 routes, the gRPC servicer) ourselves so that the replica binds 127.0.0.1 by
+default, answers liveness at once, and reports ready only after artifacts are loaded and warm-up has run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import warnings
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import FastAPIDeprecationWarning
+from fastapi.responses import ORJSONResponse
+from grpc import aio
+from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
+from kserve.errors import ModelNotFound, ModelNotReady
+from kserve.model import BaseKServeModel
+from kserve.model_repository import ModelRepository
+from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+from kserve.protocol.grpc.servicer import InferenceServicer
+from kserve.protocol.infer_type import InferRequest
+from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+from kserve.protocol.rest.v2_datamodels import InferenceRequest
+from kserve.protocol.rest.v2_endpoints import register_v2_endpoints
+from prometheus_client import CollectorRegistry, exposition
+from pydantic import ValidationError
+
+from events.errors import InvalidInputError
+
+from functions.runtime import FunctionModel
+from functions.transport_errors import GrpcErrorInterceptor, install_http_handlers
+
+log = logging.getLogger(__name__)
+GRPC_MAX_MESSAGE = 64 * 1024 * 1024
+
+
+class ReplicaDataPlane(DataPlane):
+    """KServe's data plane, except that readiness means every model is loaded and nothing loads lazily."""
+
+    async def ready(self) -> bool:
+        models = self.model_registry.get_models().values()
+        return bool(models) and all(m.ready for m in models)
+
+    def decode_inference_request(self, body: Any, headers: dict[str, str], model_name: str) -> InferRequest:
+        # A JSON body sent without a JSON content type (curl -d) arrives as bytes; read it as JSON rather
+        # than insisting on the binary extension's header.
+        if isinstance(body, bytes) and INFERENCE_CONTENT_LENGTH_HEADER not in headers:
+            try:
+                body = InferenceRequest.model_validate_json(body)
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5]
+                )
+                raise InvalidInputError(f"request body is not a valid v2 inference request: {problems}") from exc
+        return super().decode_inference_request(body, headers, model_name)
+
+    async def get_model(self, name: str) -> BaseKServeModel:
+        model = self.model_registry.get_model(name)
+        if model is None:
+            raise ModelNotFound(name)
+        if not model.ready:
+            raise ModelNotReady(name, "It is still loading.")
+        return model
+
+
+def build_app(dataplane: DataPlane, registry: CollectorRegistry) -> FastAPI:
+    """The REST application: v2 routes, /metrics, and the error translation."""
+    # KServe's v2 routes build their responses with orjson, as plain KServe does; FastAPI 0.16x flags it.
+    warnings.filterwarnings("ignore", category=FastAPIDeprecationWarning)
+    app = FastAPI(title="wakeserve predictor", docs_url=None, redoc_url=None, default_response_class=ORJSONResponse)
+
+    async def metrics(request: Request) -> Response:
+        encoder, content_type = exposition.choose_encoder(request.headers.get("accept", ""))
+        return Response(content=encoder(registry), headers={"content-type": content_type})
+
+    app.add_api_route("/metrics", metrics, methods=["GET"])
+    app.add_api_route("/", dataplane.live, methods=["GET"])
+    register_v2_endpoints(app, dataplane, ModelRepositoryExtension(model_registry=dataplane.model_registry))
+    install_http_handlers(app)
+    return app
+
+
+class _Server(uvicorn.Server):
+    """Uvicorn that exits cleanly on SIGTERM/SIGINT instead of re-raising the signal after shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        loop = asyncio.get_event_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+
+def _grpc_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class PredictorServer:
+    """REST + gRPC servers for a set of models on one host; models load after the sockets are open."""
+
+    def __init__(
+        self,
+        models: list[FunctionModel],
+        registry: CollectorRegistry,
+        *,
+        host: str,
+        http_port: int,
+        grpc_port: int,
+        grace_period_s: float = 30.0,
+    ) -> None:
+        self.models = models
+        repository = ModelRepository()
+        for model in models:
+            repository.update(model)
+        self.dataplane = ReplicaDataPlane(model_registry=repository)
+        self.app = build_app(self.dataplane, registry)
+        self.host, self.http_port, self.grpc_port = host, http_port, grpc_port
+        self.grace_period_s = grace_period_s
+        self.exit_code = 0
+        config = uvicorn.Config(
+            self.app,
+            host=host,
+            port=http_port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=int(grace_period_s),
+            timeout_keep_alive=65,
+        )
+        self.http = _Server(config)
+        self.grpc: aio.Server | None = None
+
+    async def _start_grpc(self) -> None:
+        if not self.grpc_port:
+            return
+        self.grpc = aio.server(
+            interceptors=(GrpcErrorInterceptor(),),
+            options=[
+                ("grpc.max_send_message_length", GRPC_MAX_MESSAGE),
+                ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE),
+            ],
+        )
+        servicer = InferenceServicer(self.dataplane, ModelRepositoryExtension(self.dataplane.model_registry))
+        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self.grpc)
+        self.grpc.add_insecure_port(_grpc_address(self.host, self.grpc_port))
+        await self.grpc.start()
+
+    def _load_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("loading failed, stopping the replica: %s", exc, exc_info=exc)
+            self.exit_code = 1
+            self.http.should_exit = True
+
+    async def serve(self, resolvers: dict[str, Callable[[], Path | None]]) -> int:
+        """Run until SIGTERM/SIGINT; returns the process exit code (1 when loading failed)."""
+        await self._start_grpc()
+        loads = []
+        for model in self.models:
+            task = asyncio.get_running_loop().create_task(model.load_async(resolvers[model.name]))
+            task.add_done_callback(self._load_done)
+            loads.append(task)
+        log.info("serving on http://%s:%d (gRPC %s)", self.host, self.http_port, self.grpc_port or "off")
+        try:
+            await self.http.serve()
+        finally:
+            for task in loads:
+                task.cancel()
+            if self.grpc is not None:
+                await self.grpc.stop(grace=self.grace_period_s)
+            for model in self.models:
+                await model.close()
+        if not self.http.started and self.exit_code == 0:
+            self.exit_code = 1
+        return self.exit_code

@@ -1,0 +1,38 @@
+"""Settings of one predictor replica (``wakeserve serve``), read from ``WAKESERVE_*`` variables and flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class PredictorSettings(BaseSettings):
+    """One replica of one function. Flags on ``wakeserve serve`` override the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="WAKESERVE_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address the HTTP and gRPC servers bind; 0.0.0.0 in containers.")
+    http_port: int = Field(8080, description="Port of the v2 REST API, /metrics and the health routes.")
+    grpc_port: int = Field(8081, description="Port of the v2 gRPC API; 0 disables gRPC.")
+    model_uri: str | None = Field(
+        None, description="Artifacts of the function: a local directory or s3://bucket/prefix. Unset: packaged default."
+    )
+    encoder_uri: str | None = Field(
+        None, description="Sentence-transformer checkpoint under the classifier head. Unset: packaged MiniLM."
+    )
+    model_cache_dir: Path = Field(
+        Path.home() / ".cache" / "wakeserve" / "models", description="Where s3:// artifacts are cached by content."
+    )
+    s3_endpoint: str | None = Field(None, description="S3 API endpoint URL; unset means AWS. Credentials: AWS_*.")
+    max_batch_size: int | None = Field(None, ge=1, description="Rows per batch; 1 turns batching off. Unset: function default.")
+    max_batch_delay_ms: float | None = Field(
+        None, ge=0, description="How long the first request of a batch may wait for others. Unset: function default."
+    )
+    max_queue: int | None = Field(
+        None, ge=1, description="Requests that may wait for the model; more get 503. Unset: function default."
+    )
+    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads. Unset: torch's default.")
+    grace_period_s: float = Field(30.0, ge=0, description="How long shutdown waits for in-flight requests.")
+    log_level: str = Field("INFO", description="Python logging level.")

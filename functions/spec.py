@@ -1,0 +1,68 @@
+"""What a function is: declared tensors, artifact loading, and pure batched inference."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+Tensors = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A declared input or output: v2 name, datatype and shape (-1 for a variable dimension).
+
+    The first dimension is always the batch dimension; requests are merged and split along it.
+    """
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    def to_metadata(self) -> dict[str, object]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+    def describe(self) -> str:
+        return f"{self.name} {self.datatype}{list(self.shape)}"
+
+
+@dataclass(frozen=True)
+class BatchingDefaults:
+    """A function's own batching defaults; settings and flags may override them."""
+
+    max_batch_size: int = 32
+    max_delay_ms: float = 5.0
+    max_queue: int = 256
+
+
+class Function(ABC):
+    """A model as wakeserve serves it: load artifacts, then tensors in and tensors out.
+
+    ``infer`` receives every declared input with the batch dimension first and returns every declared output
+    with the same batch size. It runs on a worker thread, never on the event loop. ``check`` runs on the
+    event loop before a request joins a batch, so per-request problems are answered alone with a 400.
+    """
+
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    batching: BatchingDefaults = BatchingDefaults()
+    version: str = "1"
+
+    @abstractmethod
+    def load(self, artifacts: Path | None) -> None:
+        """Load weights from a resolved local directory (None: the function's packaged default)."""
+
+    @abstractmethod
+    def infer(self, inputs: Tensors) -> Tensors:
+        """Batched, pure inference."""
+
+    @abstractmethod
+    def warmup_inputs(self) -> Tensors:
+        """A small valid batch used once before the replica reports ready."""
+
+    def check(self, inputs: Tensors) -> None:  # noqa: B027 - optional hook
+        """Reject a request whose tensors are well-formed but whose values the model cannot take."""

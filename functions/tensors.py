@@ -1,0 +1,120 @@
+"""Decode v2 inference requests into validated numpy tensors, and encode outputs back.
+
+Every rejection says what was expected, so a 400 tells the caller how to fix the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
+from kserve.utils.numpy_codec import to_np_dtype
+
+from events.errors import InvalidInputError
+from functions.spec import Tensors, TensorSpec
+
+
+def _expected(specs: Sequence[TensorSpec]) -> str:
+    return ", ".join(s.describe() for s in specs)
+
+
+def _shape_matches(shape: Sequence[int], declared: Sequence[int]) -> bool:
+    return len(shape) == len(declared) and all(d == -1 or d == s for s, d in zip(shape, declared))
+
+
+def _to_numpy(tensor: InferInput, spec: TensorSpec) -> np.ndarray:
+    try:
+        array = tensor.as_numpy()
+    except Exception as exc:  # noqa: BLE001 - any decoding failure is the caller's input
+        raise InvalidInputError(
+            f"input '{tensor.name}': data does not decode as {tensor.datatype}{list(tensor.shape)}: {exc}"
+        ) from exc
+    if spec.datatype == "BYTES":
+        flat = array.reshape(-1)
+        for i, item in enumerate(flat):
+            if isinstance(item, str):
+                flat[i] = item.encode("utf-8")
+            elif not isinstance(item, bytes | bytearray):
+                raise InvalidInputError(
+                    f"input '{tensor.name}': element {i} is {type(item).__name__}, expected a string"
+                )
+        array = flat.reshape(array.shape)
+    return array
+
+
+def decode_request(request: InferRequest, specs: Sequence[TensorSpec]) -> Tensors:
+    """Validate names, datatypes, shapes and batch sizes; return tensors keyed by input name."""
+    by_name = {s.name: s for s in specs}
+    seen: dict[str, InferInput] = {}
+    for tensor in request.inputs:
+        spec = by_name.get(tensor.name)
+        if spec is None:
+            raise InvalidInputError(
+                f"unexpected input '{tensor.name}'; this model expects: {_expected(specs)}"
+            )
+        if tensor.name in seen:
+            raise InvalidInputError(f"input '{tensor.name}' is given more than once")
+        seen[tensor.name] = tensor
+    missing = [s for s in specs if s.name not in seen]
+    if missing:
+        raise InvalidInputError(f"missing input(s) {_expected(missing)}; this model expects: {_expected(specs)}")
+
+    decoded: Tensors = {}
+    batch: int | None = None
+    for spec in specs:
+        tensor = seen[spec.name]
+        if tensor.datatype != spec.datatype:
+            raise InvalidInputError(
+                f"input '{spec.name}' has datatype {tensor.datatype}, expected {spec.datatype}"
+            )
+        shape = [int(d) for d in tensor.shape]
+        if not _shape_matches(shape, spec.shape):
+            raise InvalidInputError(f"input '{spec.name}' has shape {shape}, expected {list(spec.shape)}")
+        if shape[0] == 0:
+            raise InvalidInputError(f"input '{spec.name}' has an empty batch; send at least one item")
+        array = _to_numpy(tensor, spec)
+        if batch is None:
+            batch = shape[0]
+        elif shape[0] != batch:
+            raise InvalidInputError(
+                f"inputs disagree on the batch size: '{spec.name}' has {shape[0]}, others have {batch}"
+            )
+        decoded[spec.name] = array
+    return decoded
+
+
+def encode_response(
+    request: InferRequest,
+    outputs: Tensors,
+    specs: Sequence[TensorSpec],
+    response_id: str,
+    model_name: str,
+    model_version: str,
+) -> InferResponse:
+    """Build the v2 response, honouring requested outputs and the binary tensor extension."""
+    wanted = {o.name for o in request.request_outputs or []}
+    unknown = wanted - {s.name for s in specs}
+    if unknown:
+        raise InvalidInputError(
+            f"requested output(s) {sorted(unknown)} do not exist; outputs are: {_expected(specs)}"
+        )
+    infer_outputs = []
+    for spec in specs:
+        if wanted and spec.name not in wanted:
+            continue
+        array = outputs[spec.name]
+        if spec.datatype != "BYTES":
+            array = np.ascontiguousarray(array, dtype=to_np_dtype(spec.datatype))
+        infer_outputs.append(
+            InferOutput(name=spec.name, shape=list(array.shape), datatype=spec.datatype, data=array)
+        )
+    return InferResponse(
+        response_id=response_id,
+        model_name=model_name,
+        model_version=model_version,
+        infer_outputs=infer_outputs,
+        from_grpc=request.from_grpc,
+        use_binary_outputs=request.use_binary_outputs,
+        requested_outputs=request.request_outputs,
+    )

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from events.embedded import ChildProcess, free_port, start_s3
+from events.s3 import make_s3_client
+
+
+@dataclass
+class S3Server:
+    process: ChildProcess
+    endpoint: str
+
+    def client(self):  # type: ignore[no-untyped-def]
+        return make_s3_client(self.endpoint)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _aws_test_credentials() -> Iterator[None]:
+    # moto accepts any signature; these are placeholders, not secrets.
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AWS_ACCESS_KEY_ID", "wakeserve-test")
+    mp.setenv("AWS_SECRET_ACCESS_KEY", "wakeserve-test")
+    mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory, _aws_test_credentials: None) -> Iterator[S3Server]:
+    port = free_port()
+    process = start_s3(port, log_path=tmp_path_factory.mktemp("moto") / "moto.log")
+    yield S3Server(process, f"http://127.0.0.1:{port}")
+    process.stop()

@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from events.errors import ModelError, OverloadedError
+from functions.batching import DynamicBatcher, merge, split
+
+
+def double(inputs):
+    if np.any(inputs["x"] < 0):
+        raise ValueError("negative input")
+    return {"y": inputs["x"] * 2}
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "max_batch", "expected_batches"),
+    [
+        ([1] * 8, 8, [8]),  # all arrive together: one batch
+        ([1] * 8, 4, [4, 4]),  # capped by max batch size
+        ([3, 3, 3], 4, [3, 3, 3]),  # a request is never split across batches
+        ([2, 2, 5], 4, [4, 5]),  # an oversize request runs alone
+        ([1] * 5, 1, [1] * 5),  # batching off
+    ],
+)
+def test_requests_are_merged_up_to_the_batch_size(sizes, max_batch, expected_batches):
+    observed: list[int] = []
+
+    async def main():
+        gate = threading.Event()
+
+        def gated(inputs):
+            gate.wait(5)
+            return double(inputs)
+
+        with ThreadPoolExecutor(1) as pool:
+            batcher = DynamicBatcher(
+                gated, pool, max_batch_size=max_batch, max_delay_ms=50, max_queue=64, observe_batch=observed.append
+            )
+            tasks = [
+                asyncio.create_task(batcher.submit({"x": np.full((n, 2), i, dtype=np.float32)}))
+                for i, n in enumerate(sizes)
+            ]
+            await asyncio.sleep(0.01)
+            gate.set()
+            results = await asyncio.gather(*tasks)
+            await batcher.close()
+        return results
+
+    results = run(main())
+    for i, (n, result) in enumerate(zip(sizes, results)):
+        np.testing.assert_array_equal(result["y"], np.full((n, 2), 2 * i, dtype=np.float32))
+    assert sum(observed) == sum(sizes)
+    assert observed == expected_batches
+
+
+def test_one_bad_request_does_not_fail_its_neighbours():
+    async def main():
+        with ThreadPoolExecutor(1) as pool:
+            batcher = DynamicBatcher(double, pool, max_batch_size=16, max_delay_ms=20, max_queue=16)
+            inputs = [np.array([[1.0]]), np.array([[-1.0]]), np.array([[3.0]])]
+            results = await asyncio.gather(
+                *(batcher.submit({"x": x.astype(np.float32)}) for x in inputs), return_exceptions=True
+            )
+            await batcher.close()
+        return results
+
+    good1, bad, good2 = run(main())
+    np.testing.assert_array_equal(good1["y"], [[2.0]])
+    np.testing.assert_array_equal(good2["y"], [[6.0]])
+    assert isinstance(bad, ModelError)
+    assert "negative input" in bad.message
+
+
+def test_full_queue_is_refused_with_overloaded_and_others_complete():
+    async def main():
+        release = threading.Event()
+
+        def slow(inputs):
+            release.wait(5)
+            return double(inputs)
+
+        with ThreadPoolExecutor(1) as pool:
+            batcher = DynamicBatcher(slow, pool, max_batch_size=1, max_delay_ms=0, max_queue=2)
+            first = asyncio.create_task(batcher.submit({"x": np.ones((1, 1), np.float32)}))
+            await asyncio.sleep(0.05)  # first is running; the queue is empty again
+            queued = [asyncio.create_task(batcher.submit({"x": np.ones((1, 1), np.float32)})) for _ in range(2)]
+            await asyncio.sleep(0.01)
+            with pytest.raises(OverloadedError) as refused:
+                await batcher.submit({"x": np.ones((1, 1), np.float32)})
+            assert batcher.depth == 3
+            release.set()
+            done = await asyncio.gather(first, *queued)
+            await batcher.close()
+        return refused.value, done
+
+    refused, done = run(main())
+    assert refused.status == 503 and refused.retryable
+    assert "queue is full" in refused.message
+    assert all(np.array_equal(d["y"], [[2.0]]) for d in done)
+
+
+def test_incompatible_shapes_are_not_merged():
+    seen: list[tuple[int, ...]] = []
+
+    def record(inputs):
+        seen.append(inputs["x"].shape)
+        return {"y": inputs["x"]}
+
+    async def main():
+        with ThreadPoolExecutor(1) as pool:
+            batcher = DynamicBatcher(record, pool, max_batch_size=8, max_delay_ms=20, max_queue=8)
+            a = batcher.submit({"x": np.zeros((1, 3), np.float32)})
+            b = batcher.submit({"x": np.zeros((1, 4), np.float32)})
+            out = await asyncio.gather(a, b)
+            await batcher.close()
+        return out
+
+    a, b = run(main())
+    assert a["y"].shape == (1, 3) and b["y"].shape == (1, 4)
+    assert sorted(seen) == [(1, 3), (1, 4)]
+
+
+@pytest.mark.parametrize(
+    ("sizes", "bad_output_rows"),
+    [([1, 2, 3], None), ([4], None), ([2, 2], 3)],
+)
+def test_merge_and_split_round_trip(sizes, bad_output_rows):
+    parts = [{"x": np.arange(n * 2, dtype=np.float32).reshape(n, 2) + 100 * i} for i, n in enumerate(sizes)]
+    merged = merge(parts)
+    assert merged["x"].shape == (sum(sizes), 2)
+    if bad_output_rows is None:
+        for part, back in zip(parts, split(merged, sizes)):
+            np.testing.assert_array_equal(part["x"], back["x"])
+    else:
+        with pytest.raises(ModelError):
+            split({"x": merged["x"][:bad_output_rows]}, sizes)
+
+
+def test_cancelled_callers_are_skipped():
+    calls: list[int] = []
+
+    def count(inputs):
+        calls.append(inputs["x"].shape[0])
+        return {"y": inputs["x"]}
+
+    async def main():
+        with ThreadPoolExecutor(1) as pool:
+            batcher = DynamicBatcher(count, pool, max_batch_size=8, max_delay_ms=30, max_queue=8)
+            gone = asyncio.create_task(batcher.submit({"x": np.zeros((5, 1), np.float32)}))
+            await asyncio.sleep(0)
+            gone.cancel()
+            kept = await batcher.submit({"x": np.zeros((1, 1), np.float32)})
+            await batcher.close()
+        return kept
+
+    kept = run(main())
+    assert kept["y"].shape == (1, 1)
+    assert calls == [1]

@@ -1,0 +1,3 @@
+from wakeserve.cli import main
+
+raise SystemExit(main())
