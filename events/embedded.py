@@ -29,7 +29,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 def http_ok(url: str, timeout: float = 1.0) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback URLs only
-            return 200 <= response.status < 300
+            return bool(200 <= response.status < 300)
     except Exception:  # noqa: BLE001 - not up yet
         return False
 

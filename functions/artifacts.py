@@ -51,7 +51,7 @@ def fetch_s3(uri: str, cache_dir: Path, client: S3Client) -> Path:
     parsed = S3Uri.parse(uri)
     try:
         entries = _listing(client, parsed)
-    except Exception as exc:  # noqa: BLE001 - botocore raises many types; all mean "cannot list"
+    except Exception as exc:
         raise ArtifactError(f"cannot list {uri}: {exc}") from exc
     if not entries:
         raise ArtifactError(f"no artifacts under {uri}")
@@ -73,7 +73,7 @@ def fetch_s3(uri: str, cache_dir: Path, client: S3Client) -> Path:
     except ArtifactError:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if target.is_dir():  # another replica finished the same download first
             return target
@@ -82,9 +82,7 @@ def fetch_s3(uri: str, cache_dir: Path, client: S3Client) -> Path:
     return target
 
 
-def resolve(
-    uri: str | None, cache_dir: Path, client_factory: Callable[[], S3Client] | None = None
-) -> Path | None:
+def resolve(uri: str | None, cache_dir: Path, client_factory: Callable[[], S3Client] | None = None) -> Path | None:
     """None stays None (the function's packaged default); a local path must exist; s3:// is fetched."""
     if uri is None or uri == "":
         return None

@@ -85,9 +85,7 @@ class DynamicBatcher:
 
     async def submit(self, inputs: Tensors) -> Tensors:
         if len(self._queue) >= self.max_queue:
-            raise OverloadedError(
-                f"request queue is full ({self.max_queue} waiting); retry after a short backoff"
-            )
+            raise OverloadedError(f"request queue is full ({self.max_queue} waiting); retry after a short backoff")
         if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(self._work())
         pending = _Pending(inputs, batch_rows(inputs), asyncio.get_running_loop().create_future())

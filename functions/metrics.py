@@ -39,4 +39,6 @@ class PredictorMetrics:
             ["model"],
             registry=registry,
         )
-        self.ready = Gauge("wakeserve_model_ready", "1 when the model is loaded and warmed up.", ["model"], registry=registry)
+        self.ready = Gauge(
+            "wakeserve_model_ready", "1 when the model is loaded and warmed up.", ["model"], registry=registry
+        )

@@ -56,4 +56,9 @@ def run(name: str, settings: PredictorSettings) -> int:
         grpc_port=settings.grpc_port,
         grace_period_s=settings.grace_period_s,
     )
-    return asyncio.run(server.serve({name: lambda: artifact_resolver(model, settings)}))
+    serve = server.serve({name: lambda: artifact_resolver(model, settings)})
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(serve)
+    return uvloop.run(serve)

@@ -28,7 +28,7 @@ from functions.tensors import decode_request, encode_response
 log = logging.getLogger(__name__)
 
 
-class FunctionModel(Model):
+class FunctionModel(Model):  # type: ignore[misc]
     """Serves one :class:`Function` over KServe's v2 data plane."""
 
     def __init__(
@@ -80,7 +80,7 @@ class FunctionModel(Model):
     def get_output_types(self) -> list[dict[str, Any]]:
         return [s.to_metadata() for s in self.function.outputs]
 
-    async def __call__(  # type: ignore[override]
+    async def __call__(
         self,
         body: Any,
         headers: dict[str, str] | None = None,

@@ -36,7 +36,6 @@ from prometheus_client import CollectorRegistry, exposition
 from pydantic import ValidationError
 
 from events.errors import InvalidInputError
-
 from functions.runtime import FunctionModel
 from functions.transport_errors import GrpcErrorInterceptor, install_http_handlers
 
@@ -44,7 +43,7 @@ log = logging.getLogger(__name__)
 GRPC_MAX_MESSAGE = 64 * 1024 * 1024
 
 
-class ReplicaDataPlane(DataPlane):
+class ReplicaDataPlane(DataPlane):  # type: ignore[misc]
     """KServe's data plane, except that readiness means every model is loaded and nothing loads lazily."""
 
     async def ready(self) -> bool:
@@ -166,6 +165,18 @@ class PredictorServer:
             log.error("loading failed, stopping the replica: %s", exc, exc_info=exc)
             self.exit_code = 1
             self.http.should_exit = True
+            return
+        for model in self.models:
+            example = " ".join(f"{s.name} {s.datatype}{list(s.shape)}" for s in model.function.inputs)
+            log.info(
+                "ready: POST http://%s:%d/v2/models/%s/infer with a v2 request (inputs: %s); "
+                "metadata at GET /v2/models/%s",
+                self.host,
+                self.http_port,
+                model.name,
+                example,
+                model.name,
+            )
 
     async def serve(self, resolvers: dict[str, Callable[[], Path | None]]) -> int:
         """Run until SIGTERM/SIGINT; returns the process exit code (1 when loading failed)."""

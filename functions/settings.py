@@ -26,7 +26,9 @@ class PredictorSettings(BaseSettings):
         Path.home() / ".cache" / "wakeserve" / "models", description="Where s3:// artifacts are cached by content."
     )
     s3_endpoint: str | None = Field(None, description="S3 API endpoint URL; unset means AWS. Credentials: AWS_*.")
-    max_batch_size: int | None = Field(None, ge=1, description="Rows per batch; 1 turns batching off. Unset: function default.")
+    max_batch_size: int | None = Field(
+        None, ge=1, description="Rows per batch; 1 turns batching off. Unset: function default."
+    )
     max_batch_delay_ms: float | None = Field(
         None, ge=0, description="How long the first request of a batch may wait for others. Unset: function default."
     )

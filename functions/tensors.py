@@ -26,7 +26,7 @@ def _shape_matches(shape: Sequence[int], declared: Sequence[int]) -> bool:
 def _to_numpy(tensor: InferInput, spec: TensorSpec) -> np.ndarray:
     try:
         array = tensor.as_numpy()
-    except Exception as exc:  # noqa: BLE001 - any decoding failure is the caller's input
+    except Exception as exc:
         raise InvalidInputError(
             f"input '{tensor.name}': data does not decode as {tensor.datatype}{list(tensor.shape)}: {exc}"
         ) from exc
@@ -40,7 +40,8 @@ def _to_numpy(tensor: InferInput, spec: TensorSpec) -> np.ndarray:
                     f"input '{tensor.name}': element {i} is {type(item).__name__}, expected a string"
                 )
         array = flat.reshape(array.shape)
-    return array
+    result: np.ndarray = array
+    return result
 
 
 def decode_request(request: InferRequest, specs: Sequence[TensorSpec]) -> Tensors:
@@ -50,9 +51,7 @@ def decode_request(request: InferRequest, specs: Sequence[TensorSpec]) -> Tensor
     for tensor in request.inputs:
         spec = by_name.get(tensor.name)
         if spec is None:
-            raise InvalidInputError(
-                f"unexpected input '{tensor.name}'; this model expects: {_expected(specs)}"
-            )
+            raise InvalidInputError(f"unexpected input '{tensor.name}'; this model expects: {_expected(specs)}")
         if tensor.name in seen:
             raise InvalidInputError(f"input '{tensor.name}' is given more than once")
         seen[tensor.name] = tensor
@@ -65,9 +64,7 @@ def decode_request(request: InferRequest, specs: Sequence[TensorSpec]) -> Tensor
     for spec in specs:
         tensor = seen[spec.name]
         if tensor.datatype != spec.datatype:
-            raise InvalidInputError(
-                f"input '{spec.name}' has datatype {tensor.datatype}, expected {spec.datatype}"
-            )
+            raise InvalidInputError(f"input '{spec.name}' has datatype {tensor.datatype}, expected {spec.datatype}")
         shape = [int(d) for d in tensor.shape]
         if not _shape_matches(shape, spec.shape):
             raise InvalidInputError(f"input '{spec.name}' has shape {shape}, expected {list(spec.shape)}")
@@ -96,9 +93,7 @@ def encode_response(
     wanted = {o.name for o in request.request_outputs or []}
     unknown = wanted - {s.name for s in specs}
     if unknown:
-        raise InvalidInputError(
-            f"requested output(s) {sorted(unknown)} do not exist; outputs are: {_expected(specs)}"
-        )
+        raise InvalidInputError(f"requested output(s) {sorted(unknown)} do not exist; outputs are: {_expected(specs)}")
     infer_outputs = []
     for spec in specs:
         if wanted and spec.name not in wanted:
@@ -106,9 +101,7 @@ def encode_response(
         array = outputs[spec.name]
         if spec.datatype != "BYTES":
             array = np.ascontiguousarray(array, dtype=to_np_dtype(spec.datatype))
-        infer_outputs.append(
-            InferOutput(name=spec.name, shape=list(array.shape), datatype=spec.datatype, data=array)
-        )
+        infer_outputs.append(InferOutput(name=spec.name, shape=list(array.shape), datatype=spec.datatype, data=array))
     return InferResponse(
         response_id=response_id,
         model_name=model_name,

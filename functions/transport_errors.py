@@ -7,7 +7,7 @@ into :class:`events.errors.WakeserveError` here so both transports speak the sam
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from fastapi import FastAPI, Request
@@ -88,6 +88,7 @@ class GrpcErrorInterceptor(AsyncExceptionToStatusInterceptor):
 
     async def handle_exception(
         self, ex: Exception, request_or_iterator: Any, context: grpc.ServicerContext, method_name: str
-    ) -> None:
+    ) -> NoReturn:
         err = as_wakeserve_error(ex)
-        await context.abort(_GRPC_CODES.get(err.status, grpc.StatusCode.INTERNAL), err.message)  # type: ignore[misc]
+        await context.abort(_GRPC_CODES.get(err.status, grpc.StatusCode.INTERNAL), err.message)
+        raise AssertionError("context.abort raises")

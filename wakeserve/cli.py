@@ -32,11 +32,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.function not in catalog.FUNCTIONS:
         print(f"unknown function {args.function!r}; known: {', '.join(sorted(catalog.FUNCTIONS))}", file=sys.stderr)
         return 2
-    overrides = {
-        k: v
-        for k, v in vars(args).items()
-        if k in PredictorSettings.model_fields and v is not None
-    }
+    overrides = {k: v for k, v in vars(args).items() if k in PredictorSettings.model_fields and v is not None}
     settings = PredictorSettings(**overrides)
     return replica.run(args.function, settings)
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from functions.spec import BatchingDefaults, Function, Tensors, TensorSpec
 from functions.text import decode_texts
+
+if TYPE_CHECKING:
+    from functions.classifier.head import ClassifierHead
+    from functions.encoder import SentenceEncoder
 
 
 class Classifier(Function):
@@ -21,8 +26,8 @@ class Classifier(Function):
 
     def __init__(self, encoder_checkpoint: Path | None = None) -> None:
         self.encoder_checkpoint = encoder_checkpoint
-        self.encoder = None
-        self.head = None
+        self.encoder: SentenceEncoder | None = None
+        self.head: ClassifierHead | None = None
         self.labels: np.ndarray = np.array([], dtype=object)
 
     def load(self, artifacts: Path | None) -> None:

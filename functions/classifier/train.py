@@ -24,7 +24,8 @@ DATA = Path(__file__).resolve().parent / "data" / "phrases.json"
 
 def split(data: dict[str, list[str]]) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
     """Every fourth phrase of a class is held out."""
-    train, held_out = [], []
+    train: list[tuple[str, int]] = []
+    held_out: list[tuple[str, int]] = []
     for index, label in enumerate(sorted(data)):
         for i, phrase in enumerate(data[label]):
             (held_out if i % 4 == 3 else train).append((phrase, index))

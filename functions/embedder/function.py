@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from functions.spec import BatchingDefaults, Function, Tensors, TensorSpec
 from functions.text import decode_texts
+
+if TYPE_CHECKING:
+    from functions.encoder import SentenceEncoder
 
 
 class Embedder(Function):
@@ -19,7 +23,7 @@ class Embedder(Function):
     batching = BatchingDefaults(max_batch_size=32, max_delay_ms=5.0, max_queue=512)
 
     def __init__(self) -> None:
-        self.encoder = None
+        self.encoder: SentenceEncoder | None = None
 
     def load(self, artifacts: Path | None) -> None:
         from functions.encoder import SentenceEncoder, default_checkpoint

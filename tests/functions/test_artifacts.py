@@ -62,7 +62,12 @@ def test_missing_s3_artifacts_are_an_artifact_error(s3_server, bucket, tmp_path,
 
 @pytest.mark.parametrize(
     ("uri", "exists", "expected"),
-    [(None, False, None), ("", False, None), ("{tmp}/model", True, "{tmp}/model"), ("file://{tmp}/model", True, "{tmp}/model")],
+    [
+        (None, False, None),
+        ("", False, None),
+        ("{tmp}/model", True, "{tmp}/model"),
+        ("file://{tmp}/model", True, "{tmp}/model"),
+    ],
 )
 def test_local_uris(tmp_path, uri, exists, expected):
     if exists:

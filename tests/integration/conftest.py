@@ -47,8 +47,6 @@ def classifier(tmp_path_factory: pytest.TempPathFactory, s3_server, classifier_u
 @pytest.fixture(scope="session")
 def echo_tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replica]:
     """An echo replica with batching off and room for a single waiting request."""
-    replica = start_replica(
-        "echo", tmp_path_factory.mktemp("echo"), "--max-queue", "1", "--max-batch-size", "1"
-    )
+    replica = start_replica("echo", tmp_path_factory.mktemp("echo"), "--max-queue", "1", "--max-batch-size", "1")
     yield replica
     replica.process.stop()

@@ -86,7 +86,9 @@ def test_binary_tensor_extension_with_tritonclient(embedder):
     try:
         tensor = triton.InferInput("text", [2], "BYTES")
         tensor.set_data_from_numpy(np.array([t.encode() for t in texts], dtype=object), binary_data=True)
-        result = client.infer("embedder", [tensor], outputs=[triton.InferRequestedOutput("embedding", binary_data=True)])
+        result = client.infer(
+            "embedder", [tensor], outputs=[triton.InferRequestedOutput("embedding", binary_data=True)]
+        )
         binary = result.as_numpy("embedding")
     finally:
         client.close()
@@ -118,8 +120,11 @@ def test_grpc_infer_and_health(embedder):
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
         wrong = pb.ModelInferRequest(
             model_name="embedder",
-            inputs=[pb.ModelInferRequest.InferInputTensor(
-                name="text", datatype="FP32", shape=[1], contents=pb.InferTensorContents(fp32_contents=[1.0]))],
+            inputs=[
+                pb.ModelInferRequest.InferInputTensor(
+                    name="text", datatype="FP32", shape=[1], contents=pb.InferTensorContents(fp32_contents=[1.0])
+                )
+            ],
         )
         with pytest.raises(grpc.RpcError) as err:
             stub.ModelInfer(wrong, timeout=5)
@@ -136,7 +141,10 @@ def test_64_concurrent_requests_are_batched_and_equal_to_unbatched(embedder):
     async def fire():
         async with httpx.AsyncClient(base_url=embedder.url, timeout=60) as client:
             return await asyncio.gather(
-                *(client.post("/v2/models/embedder/infer", json=text_request([t], f"c-{i}")) for i, t in enumerate(texts))
+                *(
+                    client.post("/v2/models/embedder/infer", json=text_request([t], f"c-{i}"))
+                    for i, t in enumerate(texts)
+                )
             )
 
     responses = asyncio.run(fire())
@@ -188,24 +196,51 @@ def test_classifier_binary_outputs(classifier):
 ERROR_CASES = [
     ("unknown model", "/v2/models/nope/infer", text_request(["a"]), 404, "does not exist"),
     ("unknown model metadata", "/v2/models/nope", None, 404, "does not exist"),
-    ("wrong input name", "/v2/models/embedder/infer",
-     {"inputs": [{"name": "txt", "datatype": "BYTES", "shape": [1], "data": ["a"]}]}, 400,
-     "unexpected input 'txt'; this model expects: text BYTES[-1]"),
-    ("wrong datatype", "/v2/models/embedder/infer",
-     {"inputs": [{"name": "text", "datatype": "INT32", "shape": [1], "data": [1]}]}, 400,
-     "has datatype INT32, expected BYTES"),
-    ("wrong rank", "/v2/models/embedder/infer",
-     {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1, 1], "data": ["a"]}]}, 400,
-     "has shape [1, 1], expected [-1]"),
-    ("shape and data disagree", "/v2/models/embedder/infer",
-     {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": ["a"]}]}, 400, "does not decode"),
-    ("not a string", "/v2/models/embedder/infer",
-     {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [3]}]}, 400, "expected a string"),
+    (
+        "wrong input name",
+        "/v2/models/embedder/infer",
+        {"inputs": [{"name": "txt", "datatype": "BYTES", "shape": [1], "data": ["a"]}]},
+        400,
+        "unexpected input 'txt'; this model expects: text BYTES[-1]",
+    ),
+    (
+        "wrong datatype",
+        "/v2/models/embedder/infer",
+        {"inputs": [{"name": "text", "datatype": "INT32", "shape": [1], "data": [1]}]},
+        400,
+        "has datatype INT32, expected BYTES",
+    ),
+    (
+        "wrong rank",
+        "/v2/models/embedder/infer",
+        {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1, 1], "data": ["a"]}]},
+        400,
+        "has shape [1, 1], expected [-1]",
+    ),
+    (
+        "shape and data disagree",
+        "/v2/models/embedder/infer",
+        {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": ["a"]}]},
+        400,
+        "does not decode",
+    ),
+    (
+        "not a string",
+        "/v2/models/embedder/infer",
+        {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [3]}]},
+        400,
+        "expected a string",
+    ),
     ("no inputs field", "/v2/models/embedder/infer", {"id": "x"}, 400, "inputs"),
     ("truncated JSON", "/v2/models/embedder/infer", b'{"inputs": [{"na', 400, "not a valid v2 inference request"),
     ("not JSON at all", "/v2/models/embedder/infer", b"\x00\x01 garbage", 400, "not a valid v2 inference request"),
-    ("unknown requested output", "/v2/models/embedder/infer",
-     {**text_request(["a"]), "outputs": [{"name": "vector"}]}, 400, "do not exist"),
+    (
+        "unknown requested output",
+        "/v2/models/embedder/infer",
+        {**text_request(["a"]), "outputs": [{"name": "vector"}]},
+        400,
+        "do not exist",
+    ),
 ]
 
 
@@ -229,7 +264,9 @@ def test_full_queue_answers_503_with_reason_and_others_succeed(echo_tight):
 
     async def fire():
         async with httpx.AsyncClient(base_url=echo_tight.url, timeout=60) as client:
-            body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [256, 512], "data": payload.ravel().tolist()}]}
+            body = {
+                "inputs": [{"name": "x", "datatype": "FP32", "shape": [256, 512], "data": payload.ravel().tolist()}]
+            }
             return await asyncio.gather(*(client.post("/v2/models/echo/infer", json=body) for _ in range(24)))
 
     responses = asyncio.run(fire())
@@ -245,16 +282,20 @@ def test_metrics_count_what_was_served(embedder):
     before = httpx.get(f"{embedder.url}/metrics").text
     for _ in range(3):
         embed(embedder, ["count me"])
-    httpx.post(f"{embedder.url}/v2/models/embedder/infer",
-               json={"inputs": [{"name": "text", "datatype": "FP32", "shape": [1], "data": [1]}]})
+    httpx.post(
+        f"{embedder.url}/v2/models/embedder/infer",
+        json={"inputs": [{"name": "text", "datatype": "FP32", "shape": [1], "data": [1]}]},
+    )
     after = httpx.get(f"{embedder.url}/metrics").text
     ok = metric(after, "wakeserve_requests_total", model="embedder", outcome="ok") - metric(
-        before, "wakeserve_requests_total", model="embedder", outcome="ok")
+        before, "wakeserve_requests_total", model="embedder", outcome="ok"
+    )
     bad = metric(after, "wakeserve_requests_total", model="embedder", outcome="invalid_input") - metric(
-        before, "wakeserve_requests_total", model="embedder", outcome="invalid_input")
+        before, "wakeserve_requests_total", model="embedder", outcome="invalid_input"
+    )
     assert (ok, bad) == (3, 1)
     assert metric(after, "wakeserve_request_duration_seconds_count", model="embedder") >= 4
-    assert "wakeserve_queue_depth{model=\"embedder\"}" in after
+    assert 'wakeserve_queue_depth{model="embedder"}' in after
     assert metric(after, "wakeserve_model_ready", model="embedder") == 1
 
 
@@ -263,8 +304,10 @@ def test_health_answers_promptly_under_full_load(embedder):
 
     async def scenario():
         async with httpx.AsyncClient(base_url=embedder.url, timeout=120) as client:
-            load = [asyncio.create_task(client.post("/v2/models/embedder/infer", json=text_request(texts)))
-                    for _ in range(6)]
+            load = [
+                asyncio.create_task(client.post("/v2/models/embedder/infer", json=text_request(texts)))
+                for _ in range(6)
+            ]
             await asyncio.sleep(0.3)
             loop = asyncio.get_running_loop()
             timings = []
@@ -301,7 +344,8 @@ def test_sigterm_stops_the_replica_cleanly(tmp_path):
     from tests.support.replicas import start_replica
 
     replica = start_replica("echo", tmp_path)
-    assert httpx.post(f"{replica.url}/v2/models/echo/infer",
-                      json={"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [1, 2]}]}
-                      ).json()["outputs"][0]["data"] == [1.0, 2.0]
+    assert httpx.post(
+        f"{replica.url}/v2/models/echo/infer",
+        json={"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [1, 2]}]},
+    ).json()["outputs"][0]["data"] == [1.0, 2.0]
     assert replica.process.stop(grace=15) == 0

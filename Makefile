@@ -1,0 +1,33 @@
+# Everything runs from .venv/ in the repository root; `make up` and `make test` create it when needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install up test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	# The exact pin takes the CPU wheel; anything looser pulls gigabytes of CUDA.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+up: install
+	$(BIN)/wakeserve serve classifier
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy functions events scalers wakeserve
+
+bench: install
+	$(BIN)/python -m bench.sync
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
