@@ -105,8 +105,6 @@ async def run_load(
     cycle = itertools.cycle(requests)
     budget = [max_requests]
     started = time.perf_counter()
-    await asyncio.gather(
-        *(_worker(host, port, cycle, result, started + duration, budget) for _ in range(concurrency))
-    )
+    await asyncio.gather(*(_worker(host, port, cycle, result, started + duration, budget) for _ in range(concurrency)))
     result.wall = time.perf_counter() - started
     return result

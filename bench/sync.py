@@ -17,7 +17,6 @@ import json
 import platform
 import sys
 import time
-from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +50,7 @@ def start(name: str, argv: list[str], port: int, log_dir: Path, ready_path: str)
 
 
 def raw_throughput(duration: float) -> dict[str, float]:
+    """Sentences per second of the embedder called directly, at batch 1 and 32."""
     from functions.embedder.function import Embedder
 
     model = Embedder()
@@ -86,22 +86,44 @@ def echo_bodies(port: int) -> list[bytes]:
 
 
 def serve_argv(function: str, http: int, grpc: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "wakeserve", "serve", function, "--http-port", str(http), "--grpc-port", str(grpc),
-            "--log-level", "WARNING", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "wakeserve",
+        "serve",
+        function,
+        "--http-port",
+        str(http),
+        "--grpc-port",
+        str(grpc),
+        "--log-level",
+        "WARNING",
+        *extra,
+    ]
 
 
 def served_embedder(duration: float, log_dir: Path) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for batching, extra in (("off", ["--max-batch-size", "1"]), ("on", [])):
         http, grpc = free_port(), free_port()
-        child = start(f"embedder-batching-{batching}", serve_argv("embedder", http, grpc, *extra), http, log_dir,
-                      "/v2/health/ready")
+        child = start(
+            f"embedder-batching-{batching}",
+            serve_argv("embedder", http, grpc, *extra),
+            http,
+            log_dir,
+            "/v2/health/ready",
+        )
         try:
             for concurrency in (1, 8, 32):
-                result = asyncio.run(run_load(HOST, http, text_bodies(http), concurrency=concurrency, duration=duration))
+                result = asyncio.run(
+                    run_load(HOST, http, text_bodies(http), concurrency=concurrency, duration=duration)
+                )
                 rows.append({"batching": batching, **result.summary()})
-                print(f"  embedder batching={batching} c={concurrency}: {rows[-1]['throughput_rps']:.1f} req/s "
-                      f"p50 {rows[-1]['p50_ms']:.1f} ms p99 {rows[-1]['p99_ms']:.1f} ms", flush=True)
+                print(
+                    f"  embedder batching={batching} c={concurrency}: {rows[-1]['throughput_rps']:.1f} req/s "
+                    f"p50 {rows[-1]['p50_ms']:.1f} ms p99 {rows[-1]['p99_ms']:.1f} ms",
+                    flush=True,
+                )
         finally:
             child.stop()
     return rows
@@ -111,15 +133,22 @@ def trivial(duration: float, log_dir: Path, concurrency: int = 20) -> list[dict[
     rows: list[dict[str, object]] = []
     variants = [
         ("plain kserve", lambda h, g: [sys.executable, "-m", "bench.plain_kserve_echo", str(h), str(g)]),
-        ("plain kserve (latency log off)",
-         lambda h, g: [sys.executable, "-m", "bench.plain_kserve_echo", str(h), str(g), "--quiet"]),
+        (
+            "plain kserve (latency log off)",
+            lambda h, g: [sys.executable, "-m", "bench.plain_kserve_echo", str(h), str(g), "--quiet"],
+        ),
         ("wakeserve (batching on)", lambda h, g: serve_argv("echo", h, g)),
         ("wakeserve (batching off)", lambda h, g: serve_argv("echo", h, g, "--max-batch-size", "1")),
     ]
     for name, argv in variants:
         http, grpc = free_port(), free_port()
-        child = start(name.replace(" ", "_").replace("(", "").replace(")", ""), argv(http, grpc), http, log_dir,
-                      "/v2/health/ready")
+        child = start(
+            name.replace(" ", "_").replace("(", "").replace(")", ""),
+            argv(http, grpc),
+            http,
+            log_dir,
+            "/v2/health/ready",
+        )
         try:
             result = asyncio.run(run_load(HOST, http, echo_bodies(http), concurrency=concurrency, duration=duration))
         finally:
@@ -138,18 +167,38 @@ def plot(report: dict[str, object], path: Path) -> None:
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 4.8))
     raw = report["raw"]
     served = report["served"]
+    assert isinstance(raw, dict)
     assert isinstance(raw, dict) and isinstance(served, list)
     for batching, marker in (("off", "o"), ("on", "s")):
         rows = [r for r in served if r["batching"] == batching]
-        left.plot([r["concurrency"] for r in rows], [r["throughput_rps"] for r in rows], marker=marker,
-                  label=f"served, batching {batching}")
-        middle.plot([r["concurrency"] for r in rows], [r["p99_ms"] for r in rows], marker=marker,
-                    label=f"p99, batching {batching}")
-        middle.plot([r["concurrency"] for r in rows], [r["p50_ms"] for r in rows], marker=marker, linestyle="--",
-                    label=f"p50, batching {batching}")
+        left.plot(
+            [r["concurrency"] for r in rows],
+            [r["throughput_rps"] for r in rows],
+            marker=marker,
+            label=f"served, batching {batching}",
+        )
+        middle.plot(
+            [r["concurrency"] for r in rows],
+            [r["p99_ms"] for r in rows],
+            marker=marker,
+            label=f"p99, batching {batching}",
+        )
+        middle.plot(
+            [r["concurrency"] for r in rows],
+            [r["p50_ms"] for r in rows],
+            marker=marker,
+            linestyle="--",
+            label=f"p50, batching {batching}",
+        )
     left.axhline(raw["batch_32_per_s"], color="grey", linestyle="--", label="raw model, batch 32")
     left.axhline(raw["batch_1_per_s"], color="grey", linestyle=":", label="raw model, batch 1")
-    left.set(xlabel="concurrent clients", ylabel="sentences / s", title="embedder throughput", xscale="log", xticks=[1, 8, 32])
+    left.set(
+        xlabel="concurrent clients",
+        ylabel="sentences / s",
+        title="embedder throughput",
+        xscale="log",
+        xticks=[1, 8, 32],
+    )
     left.set_xticklabels(["1", "8", "32"])
     left.legend(fontsize=8)
     middle.set(xlabel="concurrent clients", ylabel="latency (ms)", title="embedder latency", xscale="log", yscale="log")
@@ -179,6 +228,10 @@ def main() -> None:
     served = served_embedder(args.duration, log_dir)
     print("trivial model", flush=True)
     trivial_rows = trivial(args.duration, log_dir)
+    # The machine's speed drifts; measure the raw ceiling again and compare against the better of the two.
+    again = raw_throughput(args.duration)
+    print(f"raw again: batch 1: {again['batch_1_per_s']:.1f}/s, batch 32: {again['batch_32_per_s']:.1f}/s", flush=True)
+    raw = {"runs": [raw, again], **{k: max(raw[k], again[k]) for k in raw}}
 
     batched_32 = next(r for r in served if r["batching"] == "on" and r["concurrency"] == 32)
     plain = next(r for r in trivial_rows if r["server"] == "plain kserve")
@@ -190,8 +243,11 @@ def main() -> None:
         "wakeserve_vs_plain_kserve_quiet": float(ours["throughput_rps"]) / float(plain_quiet["throughput_rps"]),  # type: ignore[arg-type]
     }
     report = {
-        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+        "machine": {
+            "cpus": __import__("os").cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "duration_s": args.duration,
         "raw": raw,
         "served": served,

@@ -55,6 +55,7 @@ def run(name: str, settings: PredictorSettings) -> int:
         http_port=settings.http_port,
         grpc_port=settings.grpc_port,
         grace_period_s=settings.grace_period_s,
+        max_body_bytes=settings.max_body_bytes,
     )
     serve = server.serve({name: lambda: artifact_resolver(model, settings)})
     try:

@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry, exposition
 from pydantic import ValidationError
 
 from events.errors import InvalidInputError
+from functions.rest import V2InferRoute
 from functions.runtime import FunctionModel
 from functions.transport_errors import GrpcErrorInterceptor, install_http_handlers
 
@@ -120,13 +121,14 @@ class PredictorServer:
         http_port: int,
         grpc_port: int,
         grace_period_s: float = 30.0,
+        max_body_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.models = models
         repository = ModelRepository()
         for model in models:
             repository.update(model)
         self.dataplane = ReplicaDataPlane(model_registry=repository)
-        self.app = build_app(self.dataplane, registry)
+        self.app = V2InferRoute(build_app(self.dataplane, registry), self.dataplane, max_body_bytes)
         self.host, self.http_port, self.grpc_port = host, http_port, grpc_port
         self.grace_period_s = grace_period_s
         self.exit_code = 0

@@ -36,5 +36,6 @@ class PredictorSettings(BaseSettings):
         None, ge=1, description="Requests that may wait for the model; more get 503. Unset: function default."
     )
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads. Unset: torch's default.")
+    max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest accepted request body; more is 413.")
     grace_period_s: float = Field(30.0, ge=0, description="How long shutdown waits for in-flight requests.")
     log_level: str = Field("INFO", description="Python logging level.")

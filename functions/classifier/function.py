@@ -22,7 +22,7 @@ class Classifier(Function):
     name = "classifier"
     inputs = (TensorSpec("text", "BYTES", (-1,)),)
     outputs = (TensorSpec("label", "BYTES", (-1,)), TensorSpec("probabilities", "FP32", (-1, -1)))
-    batching = BatchingDefaults(max_batch_size=32, max_delay_ms=5.0, max_queue=512)
+    batching = BatchingDefaults(max_batch_size=32, max_delay_ms=0.0, max_queue=512)
 
     def __init__(self, encoder_checkpoint: Path | None = None) -> None:
         self.encoder_checkpoint = encoder_checkpoint

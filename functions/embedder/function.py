@@ -20,7 +20,7 @@ class Embedder(Function):
     name = "embedder"
     inputs = (TensorSpec("text", "BYTES", (-1,)),)
     outputs = (TensorSpec("embedding", "FP32", (-1, 384)),)
-    batching = BatchingDefaults(max_batch_size=32, max_delay_ms=5.0, max_queue=512)
+    batching = BatchingDefaults(max_batch_size=32, max_delay_ms=0.0, max_queue=512)
 
     def __init__(self) -> None:
         self.encoder: SentenceEncoder | None = None
