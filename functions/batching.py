@@ -19,12 +19,17 @@ import numpy as np
 from events.errors import ModelError, OverloadedError, WakeserveError
 from functions.spec import Tensors
 
+SYNC = 0  # synchronous HTTP/gRPC calls, and events that ask for priority "high"
+EVENT = 1  # events at normal priority
+BACKGROUND = 2  # events at priority "low"
+
 
 @dataclass
 class _Pending:
     inputs: Tensors
     rows: int
     future: asyncio.Future[Tensors]
+    priority: int = SYNC
     enqueued: float = field(default_factory=time.monotonic)
 
 
@@ -53,7 +58,13 @@ def split(outputs: Tensors, sizes: list[int]) -> list[Tensors]:
 
 
 class DynamicBatcher:
-    """Bounded request queue in front of a batched ``run`` function executed off the event loop."""
+    """Bounded request queue in front of a batched ``run`` function executed off the event loop.
+
+    Requests carry a priority: synchronous calls are taken before queued events, and while synchronous
+    traffic is present a batch carries at most ``event_share`` of its rows as events, so an event batch
+    never holds the model for long in front of a waiting call. A request that has waited ``max_wait_ms``
+    is taken first whatever its priority, so events are never starved.
+    """
 
     def __init__(
         self,
@@ -64,6 +75,8 @@ class DynamicBatcher:
         max_delay_ms: float,
         max_queue: int,
         observe_batch: Callable[[int], None] | None = None,
+        max_wait_ms: float = 500.0,
+        event_share: float = 0.25,
     ) -> None:
         if max_batch_size < 1 or max_queue < 1 or max_delay_ms < 0:
             raise ValueError("max_batch_size and max_queue must be >= 1 and max_delay_ms >= 0")
@@ -73,23 +86,33 @@ class DynamicBatcher:
         self.max_delay = max_delay_ms / 1000.0
         self.max_queue = max_queue
         self._observe_batch = observe_batch
-        self._queue: deque[_Pending] = deque()
+        self.max_wait = max_wait_ms / 1000.0
+        self.event_rows_when_busy = max(1, int(max_batch_size * event_share))
+        self._queues: tuple[deque[_Pending], ...] = (deque(), deque(), deque())
+        self._last_sync = float("-inf")
         self._arrived = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._running = 0
 
     @property
+    def waiting(self) -> int:
+        return sum(len(q) for q in self._queues)
+
+    @property
     def depth(self) -> int:
         """Requests waiting plus requests in the batch now running."""
-        return len(self._queue) + self._running
+        return self.waiting + self._running
 
-    async def submit(self, inputs: Tensors) -> Tensors:
-        if len(self._queue) >= self.max_queue:
+    async def submit(self, inputs: Tensors, priority: int = SYNC) -> Tensors:
+        if self.waiting >= self.max_queue:
             raise OverloadedError(f"request queue is full ({self.max_queue} waiting); retry after a short backoff")
         if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(self._work())
-        pending = _Pending(inputs, batch_rows(inputs), asyncio.get_running_loop().create_future())
-        self._queue.append(pending)
+        priority = min(max(priority, SYNC), BACKGROUND)
+        pending = _Pending(inputs, batch_rows(inputs), asyncio.get_running_loop().create_future(), priority)
+        if priority == SYNC:
+            self._last_sync = pending.enqueued
+        self._queues[priority].append(pending)
         self._arrived.set()
         return await pending.future
 
@@ -97,14 +120,15 @@ class DynamicBatcher:
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
-        while self._queue:
-            pending = self._queue.popleft()
-            if not pending.future.done():
-                pending.future.set_exception(OverloadedError("server is shutting down"))
+        for queue in self._queues:
+            while queue:
+                pending = queue.popleft()
+                if not pending.future.done():
+                    pending.future.set_exception(OverloadedError("server is shutting down"))
 
     async def _work(self) -> None:
         while True:
-            while not self._queue:
+            while not self.waiting:
                 self._arrived.clear()
                 await self._arrived.wait()
             await self._fill_or_timeout()
@@ -113,8 +137,8 @@ class DynamicBatcher:
                 await self._run_items(items)
 
     async def _fill_or_timeout(self) -> None:
-        deadline = self._queue[0].enqueued + self.max_delay
-        while sum(p.rows for p in self._queue) < self.max_batch_size:
+        deadline = min(q[0].enqueued for q in self._queues if q) + self.max_delay
+        while sum(p.rows for q in self._queues for p in q) < self.max_batch_size:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
@@ -124,18 +148,34 @@ class DynamicBatcher:
             except TimeoutError:
                 return
 
+    def _next_queue(self, now: float) -> deque[_Pending] | None:
+        """The queue to take from: a starving request first, then by priority."""
+        heads = [q for q in self._queues if q]
+        if not heads:
+            return None
+        oldest = min(heads, key=lambda q: q[0].enqueued)
+        if now - oldest[0].enqueued >= self.max_wait:
+            return oldest
+        return heads[0]
+
     def _take(self) -> list[_Pending]:
+        now = time.monotonic()
+        sync_active = now - self._last_sync < 1.0
         items: list[_Pending] = []
-        rows = 0
-        while self._queue:
-            head = self._queue[0]
+        rows = event_rows = 0
+        while (queue := self._next_queue(now)) is not None:
+            head = queue[0]
             if head.future.done():  # the caller went away; nothing to compute
-                self._queue.popleft()
+                queue.popleft()
                 continue
             if items and (rows + head.rows > self.max_batch_size or not _compatible(items[0].inputs, head.inputs)):
                 break
-            items.append(self._queue.popleft())
+            background = head.priority != SYNC and now - head.enqueued < self.max_wait
+            if items and background and sync_active and event_rows + head.rows > self.event_rows_when_busy:
+                break
+            items.append(queue.popleft())
             rows += head.rows
+            event_rows += head.rows if background else 0
         return items
 
     async def _run_items(self, items: list[_Pending]) -> None:

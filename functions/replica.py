@@ -8,7 +8,11 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from events.settings import EventSettings
+from events.worker import build_processor, consume
 from functions import artifacts, catalog
+from functions.event_invoker import InProcessInvoker
+from functions.events_bridge import add_cloudevents_route
 from functions.metrics import PredictorMetrics
 from functions.runtime import FunctionModel
 from functions.server import PredictorServer
@@ -40,7 +44,9 @@ def artifact_resolver(model: FunctionModel, settings: PredictorSettings) -> Path
     return artifacts.resolve(settings.model_uri, settings.model_cache_dir, client)
 
 
-def run(name: str, settings: PredictorSettings) -> int:
+def run(
+    name: str, settings: PredictorSettings, events: EventSettings | None = None, consume_events: bool = False
+) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.torch_threads:
         import torch
@@ -57,7 +63,14 @@ def run(name: str, settings: PredictorSettings) -> int:
         grace_period_s=settings.grace_period_s,
         max_body_bytes=settings.max_body_bytes,
     )
-    serve = server.serve({name: lambda: artifact_resolver(model, settings)})
+    events = events or EventSettings()
+    processor = build_processor(frozenset([name]), InProcessInvoker({name: model}), events)
+    add_cloudevents_route(server.rest_app, processor)
+
+    async def consumer(stop: asyncio.Event) -> None:
+        await consume(name, processor, events, stop)
+
+    serve = server.serve({name: lambda: artifact_resolver(model, settings)}, consumer if consume_events else None)
     try:
         import uvloop
     except ImportError:

@@ -20,7 +20,7 @@ from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from events.errors import InvalidInputError, NotReadyError, WakeserveError
-from functions.batching import DynamicBatcher
+from functions.batching import SYNC, DynamicBatcher
 from functions.metrics import PredictorMetrics
 from functions.spec import Function
 from functions.tensors import decode_request, encode_response
@@ -100,7 +100,7 @@ class FunctionModel(Model):  # type: ignore[misc]
             self.metrics.requests.labels(self.name, outcome).inc()
             self.metrics.latency.labels(self.name).observe(time.perf_counter() - started)
 
-    async def infer(self, request: Any) -> InferResponse:
+    async def infer(self, request: Any, priority: int = SYNC) -> InferResponse:
         """Validate, queue for the next batch, and encode the v2 response (always with an id)."""
         if not self.ready:
             raise NotReadyError(f"model {self.name} is still loading")
@@ -108,7 +108,7 @@ class FunctionModel(Model):  # type: ignore[misc]
             raise InvalidInputError("expected a v2 inference request with an 'inputs' list")
         inputs = decode_request(request, self.function.inputs)
         self.function.check(inputs)
-        outputs = await self.batcher.submit(inputs)
+        outputs = await self.batcher.submit(inputs, priority)
         return encode_response(
             request,
             outputs,

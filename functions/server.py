@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 import warnings
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +128,8 @@ class PredictorServer:
         for model in models:
             repository.update(model)
         self.dataplane = ReplicaDataPlane(model_registry=repository)
-        self.app = V2InferRoute(build_app(self.dataplane, registry), self.dataplane, max_body_bytes)
+        self.rest_app = build_app(self.dataplane, registry)
+        self.app = V2InferRoute(self.rest_app, self.dataplane, max_body_bytes)
         self.host, self.http_port, self.grpc_port = host, http_port, grpc_port
         self.grace_period_s = grace_period_s
         self.exit_code = 0
@@ -180,20 +181,47 @@ class PredictorServer:
                 model.name,
             )
 
-    async def serve(self, resolvers: dict[str, Callable[[], Path | None]]) -> int:
-        """Run until SIGTERM/SIGINT; returns the process exit code (1 when loading failed)."""
+    async def _after_ready(
+        self, loads: list[asyncio.Task[None]], worker: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event
+    ) -> None:
+        await asyncio.gather(*loads)
+        try:
+            await worker(stop)
+        except Exception as exc:
+            log.error("background worker failed, stopping the replica: %s", exc, exc_info=exc)
+            self.exit_code = 1
+            self.http.should_exit = True
+
+    async def serve(
+        self,
+        resolvers: dict[str, Callable[[], Path | None]],
+        after_ready: Callable[[asyncio.Event], Awaitable[None]] | None = None,
+    ) -> int:
+        """Run until SIGTERM/SIGINT; returns the process exit code (1 when loading or a worker failed).
+
+        ``after_ready`` (the event consumer) starts once every model is ready and is asked to stop, and
+        awaited, before the models are released.
+        """
         await self._start_grpc()
         loads = []
         for model in self.models:
             task = asyncio.get_running_loop().create_task(model.load_async(resolvers[model.name]))
             task.add_done_callback(self._load_done)
             loads.append(task)
+        stop = asyncio.Event()
+        worker = None
+        if after_ready is not None:
+            worker = asyncio.get_running_loop().create_task(self._after_ready(loads, after_ready, stop))
         log.info("serving on http://%s:%d (gRPC %s)", self.host, self.http_port, self.grpc_port or "off")
         try:
             await self.http.serve()
         finally:
+            stop.set()
             for task in loads:
-                task.cancel()
+                if not task.done():
+                    task.cancel()
+            if worker is not None:
+                await asyncio.gather(worker, return_exceptions=True)
             if self.grpc is not None:
                 await self.grpc.stop(grace=self.grace_period_s)
             for model in self.models:

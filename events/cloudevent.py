@@ -1,0 +1,171 @@
+"""CloudEvents 1.0 in the Kafka and HTTP protocol bindings: binary, structured and batched modes.
+
+A small codec of our own so that every decoding failure becomes an :class:`InvalidEventError` naming the
+problem, and so that no binding quirk (such as requiring ``time``) leaks into the contract.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from events.errors import InvalidEventError
+
+REQUIRED = ("specversion", "id", "source", "type")
+STRUCTURED = "application/cloudevents+json"
+BATCH = "application/cloudevents-batch+json"
+_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+KafkaHeaders = list[tuple[str, bytes]]
+
+
+@dataclass
+class CloudEvent:
+    """Context attributes (all as strings) and the raw data bytes."""
+
+    attributes: dict[str, str]
+    data: bytes | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self.attributes.get(name, default)
+
+    @property
+    def id(self) -> str:
+        return self.attributes["id"]
+
+    @property
+    def type(self) -> str:
+        return self.attributes["type"]
+
+    @property
+    def source(self) -> str:
+        return self.attributes["source"]
+
+
+def _check(attributes: dict[str, str]) -> None:
+    missing = [a for a in REQUIRED if not attributes.get(a)]
+    if missing:
+        raise InvalidEventError(f"CloudEvent is missing required attribute(s): {', '.join(missing)}")
+    if attributes["specversion"] != "1.0":
+        raise InvalidEventError(f"unsupported specversion {attributes['specversion']!r}; expected '1.0'")
+    bad = [name for name in attributes if not _NAME.match(name)]
+    if bad:
+        raise InvalidEventError(f"invalid attribute name(s) {bad}: lower-case letters and digits, at most 20")
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float):
+        return orjson.dumps(value).decode()
+    raise InvalidEventError(f"attribute values must be strings, numbers or booleans, got {type(value).__name__}")
+
+
+def from_structured(doc: Any) -> CloudEvent:
+    """One event from a structured-mode JSON object."""
+    if not isinstance(doc, dict):
+        raise InvalidEventError("a structured CloudEvent must be a JSON object")
+    attributes = {k: _as_text(v) for k, v in doc.items() if k not in ("data", "data_base64")}
+    _check(attributes)
+    data: bytes | None = None
+    if "data_base64" in doc:
+        try:
+            data = base64.b64decode(doc["data_base64"], validate=True)
+        except (ValueError, TypeError) as exc:
+            raise InvalidEventError(f"data_base64 is not valid base64: {exc}") from exc
+    elif "data" in doc:
+        value = doc["data"]
+        if isinstance(value, str) and not attributes.get("datacontenttype", "application/json").endswith("json"):
+            data = value.encode()
+        else:
+            data = orjson.dumps(value)
+            attributes.setdefault("datacontenttype", "application/json")
+    return CloudEvent(attributes, data)
+
+
+def _parse_json(body: bytes, what: str) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEventError(f"{what} is not valid JSON: {exc}") from exc
+
+
+def from_kafka(headers: Iterable[tuple[str, bytes | None]], key: bytes | None, value: bytes | None) -> CloudEvent:
+    """Binary mode (``ce_*`` headers) or structured mode (``content-type: application/cloudevents+json``)."""
+    pairs = [(k.lower(), v or b"") for k, v in headers]
+    content_type = next((v.decode("latin-1") for k, v in pairs if k == "content-type"), None)
+    if content_type and content_type.split(";")[0].strip() == STRUCTURED:
+        event = from_structured(_parse_json(value or b"", "structured CloudEvent"))
+    else:
+        try:
+            attributes = {k[3:]: v.decode("utf-8") for k, v in pairs if k.startswith("ce_")}
+        except UnicodeDecodeError as exc:
+            raise InvalidEventError("a ce_ header is not UTF-8") from exc
+        if not attributes:
+            raise InvalidEventError("record has no ce_ headers and is not a structured CloudEvent")
+        if content_type:
+            attributes["datacontenttype"] = content_type
+        _check(attributes)
+        event = CloudEvent(attributes, value)
+    if key is not None and "partitionkey" not in event.attributes:
+        event.attributes["partitionkey"] = key.decode("utf-8", errors="replace")
+    return event
+
+
+def to_kafka(event: CloudEvent) -> tuple[KafkaHeaders, bytes | None, bytes | None]:
+    """Binary mode: headers, key (``partitionkey``) and value."""
+    headers: KafkaHeaders = []
+    for name, value in event.attributes.items():
+        if name == "datacontenttype":
+            headers.append(("content-type", value.encode()))
+        elif name != "partitionkey":
+            headers.append((f"ce_{name}", value.encode()))
+    key = event.attributes.get("partitionkey")
+    return headers, key.encode() if key is not None else None, event.data
+
+
+def from_http(headers: Mapping[str, str], body: bytes) -> list[CloudEvent]:
+    """Binary (``ce-*`` headers), structured, or batched HTTP request into events."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    content_type = lowered.get("content-type", "").split(";")[0].strip()
+    if content_type == BATCH:
+        docs = _parse_json(body, "CloudEvents batch")
+        if not isinstance(docs, list) or not docs:
+            raise InvalidEventError("a CloudEvents batch must be a non-empty JSON array")
+        return [from_structured(d) for d in docs]
+    if content_type == STRUCTURED:
+        return [from_structured(_parse_json(body, "structured CloudEvent"))]
+    attributes = {k[3:]: v for k, v in lowered.items() if k.startswith("ce-")}
+    if not attributes:
+        raise InvalidEventError(
+            f"not a CloudEvent: send ce-* headers (binary mode) or content-type {STRUCTURED} or {BATCH}"
+        )
+    if content_type:
+        attributes["datacontenttype"] = lowered["content-type"]
+    _check(attributes)
+    return [CloudEvent(attributes, body or None)]
+
+
+def to_http(event: CloudEvent) -> tuple[dict[str, str], bytes]:
+    """Binary mode HTTP headers and body."""
+    headers = {"content-type": event.attributes.get("datacontenttype", "application/json")}
+    for name, value in event.attributes.items():
+        if name != "datacontenttype":
+            headers[f"ce-{name}"] = value
+    return headers, event.data or b""
+
+
+def to_structured(event: CloudEvent) -> dict[str, Any]:
+    """A JSON-ready structured-mode object (data inlined when it is JSON, else base64)."""
+    doc: dict[str, Any] = dict(event.attributes)
+    if event.data is not None:
+        if event.attributes.get("datacontenttype", "").endswith("json"):
+            doc["data"] = orjson.loads(event.data)
+        else:
+            doc["data_base64"] = base64.b64encode(event.data).decode()
+    return doc

@@ -1,0 +1,152 @@
+"""The Kafka side of the asynchronous path: consume request events, publish replies, commit at-least-once.
+
+All kafka-python consumer calls run on one dedicated thread; the processing runs on the event loop. An offset
+is committed only after the reply (and, for failures, the dead letter) was acknowledged by the broker, and
+only up to the lowest offset still in flight on its partition. In-flight work is bounded (partitions are
+paused while full). Records with the same key on a partition are processed in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from events import contract
+from events.kafka import send, send_raw
+from events.offsets import OffsetTracker
+from events.processor import EventProcessor, Outcome
+
+log = logging.getLogger(__name__)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: EventConsumer) -> None:
+        self.owner = owner
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        # Runs on the Kafka thread inside poll(): commit what is finished before the partitions move.
+        self.owner._commit_now()
+        self.owner.tracker.forget([(tp.topic, tp.partition) for tp in revoked])
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
+
+
+class EventConsumer:
+    """Consumer group ``<prefix>-F`` on ``<prefix>.F.requests`` feeding an :class:`EventProcessor`."""
+
+    def __init__(
+        self,
+        consumer: KafkaConsumer,
+        producer: KafkaProducer,
+        processor: EventProcessor,
+        topics: contract.Topics,
+        *,
+        max_in_flight: int,
+        publish_attempts: int = 8,
+    ) -> None:
+        self.consumer = consumer
+        self.producer = producer
+        self.processor = processor
+        self.topics = topics
+        self.max_in_flight = max_in_flight
+        self.publish_attempts = publish_attempts
+        self.tracker = OffsetTracker()
+        self._kafka = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._by_key: dict[tuple[str, int, bytes], asyncio.Task[None]] = {}
+        self._failure: BaseException | None = None
+        self.processed = 0
+
+    async def _k(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._kafka, lambda: fn(*args, **kwargs))
+
+    def _commit_now(self) -> None:
+        offsets = self.tracker.committable()
+        if not offsets:
+            return
+        self.consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, None, -1) for (t, p), o in offsets.items()})
+        self.tracker.mark_committed(offsets)
+
+    async def subscribe(self, function: str) -> None:
+        await self._k(self.consumer.subscribe, [self.topics.requests(function)], listener=_Rebalance(self))
+
+    async def run(self, stop: asyncio.Event, drain_timeout: float = 30.0) -> None:
+        """Consume until ``stop`` is set, then finish in-flight work, commit, and leave the group."""
+        paused = False
+        try:
+            while not stop.is_set():
+                if self._failure is not None:
+                    raise self._failure
+                room = self.max_in_flight - self.tracker.in_flight
+                if room <= 0 and not paused:
+                    await self._k(lambda: self.consumer.pause(*self.consumer.assignment()))
+                    paused = True
+                elif room > 0 and paused:
+                    await self._k(lambda: self.consumer.resume(*self.consumer.paused()))
+                    paused = False
+                batches = await self._k(self.consumer.poll, timeout_ms=100, max_records=max(room, 1))
+                for tp, records in batches.items():
+                    for record in records:
+                        self._start(tp, record)
+                await self._k(self._commit_now)
+        finally:
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=drain_timeout)
+            with contextlib.suppress(Exception):
+                await self._k(self._commit_now)
+            await self._k(self.consumer.close)
+            self._kafka.shutdown(wait=True)
+
+    def _start(self, tp: TopicPartition, record: Any) -> None:
+        self.tracker.started(tp.topic, tp.partition, record.offset)
+        previous = None
+        if record.key is not None:
+            chain = (tp.topic, tp.partition, record.key)
+            previous = self._by_key.get(chain)
+        task = asyncio.get_running_loop().create_task(self._handle(tp, record, previous))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        if record.key is not None:
+            self._by_key[chain] = task
+            task.add_done_callback(lambda t: self._forget_key(chain, t))
+
+    def _forget_key(self, chain: tuple[str, int, bytes], task: asyncio.Task[None]) -> None:
+        if self._by_key.get(chain) is task:
+            del self._by_key[chain]
+
+    async def _handle(self, tp: TopicPartition, record: Any, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            with contextlib.suppress(BaseException):
+                await previous
+        headers = [(k, v or b"") for k, v in (record.headers or [])]
+        try:
+            outcome = await self.processor.process_record(headers, record.key, record.value)
+            await self._publish(outcome, headers, record)
+        except BaseException as exc:  # noqa: BLE001 - the consumer stops; the record is redelivered
+            log.error("could not publish the reply to offset %d of %s: %s", record.offset, tp, exc)
+            self._failure = exc
+            return
+        with contextlib.suppress(KeyError):
+            self.tracker.finished(tp.topic, tp.partition, record.offset)
+        self.processed += 1
+
+    async def _publish(self, outcome: Outcome, headers: list[tuple[str, bytes]], record: Any) -> None:
+        for attempt in range(self.publish_attempts):
+            try:
+                await send(self.producer, self.topics.results, outcome.reply)
+                if outcome.error is not None:
+                    dead = contract.dead_letter_headers(headers, outcome.error)
+                    await send_raw(self.producer, self.topics.deadletter, dead, record.key, record.value)
+                return
+            except Exception as exc:
+                if attempt == self.publish_attempts - 1:
+                    raise
+                log.warning("publishing failed (%s); retrying", exc)
+                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))

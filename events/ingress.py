@@ -1,0 +1,79 @@
+"""HTTP ingress for CloudEvents: ``POST /events`` validates each event and writes it to its function's topic.
+
+Binary, structured and batched modes are accepted. A batch is all-or-nothing: every event is validated before
+any is written. The answer is 202 with the accepted ids only after the broker acknowledged every write
+(acks=all).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from kafka import KafkaProducer
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from events import cloudevent, contract
+from events.errors import PayloadTooLargeError, TransientError, WakeserveError
+from events.kafka import send
+from events.settings import EventSettings
+
+log = logging.getLogger(__name__)
+
+
+class Ingress:
+    """Validates events against the contract and produces them to ``<prefix>.<model>.requests``."""
+
+    def __init__(self, producer: KafkaProducer, settings: EventSettings, functions: frozenset[str]) -> None:
+        self.producer = producer
+        self.settings = settings
+        self.functions = functions
+        self.max_body = settings.max_inline_event_bytes * 16
+
+    def validate(self, events: list[cloudevent.CloudEvent]) -> list[contract.InferenceRequest]:
+        accepted = []
+        for index, event in enumerate(events):
+            where = f"event {index} (id {event.get('id')!r})" if len(events) > 1 else "event"
+            try:
+                request = contract.parse_request(event, self.functions)
+                size = len(event.data or b"")
+                if size > self.settings.max_inline_event_bytes:
+                    raise PayloadTooLargeError(
+                        f"inline data is {size} bytes, over the {self.settings.max_inline_event_bytes}-byte limit: "
+                        "upload the payload to S3 and send its s3:// URI as the 'dataref' attribute instead"
+                    )
+            except WakeserveError as exc:
+                exc.message = f"{where}: {exc.message}"
+                raise
+            accepted.append(request)
+        return accepted
+
+    async def post(self, request: Request) -> JSONResponse:
+        try:
+            body = await request.body()
+            if len(body) > self.max_body:
+                raise PayloadTooLargeError(f"request body is over {self.max_body} bytes")
+            requests = self.validate(cloudevent.from_http(dict(request.headers), body))
+            try:
+                await asyncio.gather(
+                    *(send(self.producer, self.settings.topics.requests(r.model), r.event) for r in requests)
+                )
+            except Exception as exc:
+                log.warning("broker did not acknowledge: %s", exc)
+                raise TransientError(f"the broker did not acknowledge the events: {type(exc).__name__}") from exc
+        except WakeserveError as exc:
+            headers = {"retry-after": "1"} if exc.retryable else None
+            return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
+        return JSONResponse({"accepted": [r.id for r in requests]}, status_code=202)
+
+
+def build_app(ingress: Ingress) -> Starlette:
+    async def health(_: Request) -> JSONResponse:
+        return JSONResponse({"live": True})
+
+    return Starlette(
+        routes=[Route("/events", ingress.post, methods=["POST"]), Route("/healthz", health, methods=["GET"])]
+    )

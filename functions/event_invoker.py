@@ -1,0 +1,24 @@
+"""The in-process invoker: events go straight to the loaded model, behind synchronous calls in priority."""
+
+from __future__ import annotations
+
+from functions.batching import BACKGROUND, EVENT, SYNC
+from functions.rest import encode_response, parse_request
+from functions.runtime import FunctionModel
+
+# Event priority attribute (contract) → batcher priority.
+_LEVELS = {0: SYNC, 1: EVENT, 2: BACKGROUND}
+
+
+class InProcessInvoker:
+    """Satisfies :class:`events.invokers.Invoker` for models loaded in this process."""
+
+    def __init__(self, models: dict[str, FunctionModel]) -> None:
+        self.models = models
+
+    async def infer(self, function: str, body: bytes, priority: int) -> tuple[bytes, str]:
+        model = self.models[function]
+        request = parse_request(body, None, function)
+        response = await model.infer(request, _LEVELS.get(priority, EVENT))
+        content, _ = encode_response(response)
+        return content, model.version
