@@ -92,6 +92,8 @@ async def send_raw(
     def failed(exc: BaseException) -> None:
         loop.call_soon_threadsafe(settle, exc)
 
+    if key is None and value is None:
+        value = b""  # a dataref event has no data; Kafka needs a key or a value
     future = producer.send(topic, key=key, value=value, headers=headers)
     future.add_callback(ok)
     future.add_errback(failed)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from events.embedded import ChildProcess, free_port, start_s3
+from events.embedded import ChildProcess, free_port, start_kafka, start_s3
 from events.s3 import make_s3_client
 
 
@@ -34,4 +34,19 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory, _aws_test_credentials: N
     port = free_port()
     process = start_s3(port, log_path=tmp_path_factory.mktemp("moto") / "moto.log")
     yield S3Server(process, f"http://127.0.0.1:{port}")
+    process.stop()
+
+
+@dataclass
+class KafkaServer:
+    process: ChildProcess
+    bootstrap: str
+
+
+@pytest.fixture(scope="session")
+def kafka_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaServer]:
+    """The tansu broker (in-memory storage) on a free loopback port."""
+    port = free_port()
+    process = start_kafka(port, log_path=tmp_path_factory.mktemp("tansu") / "tansu.log")
+    yield KafkaServer(process, f"127.0.0.1:{port}")
     process.stop()

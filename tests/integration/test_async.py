@@ -1,0 +1,284 @@
+"""The asynchronous path against the real tansu broker, moto's S3 server and real predictor processes."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+from kafka import KafkaProducer
+
+from events import cloudevent, contract
+from events.embedded import free_port, start_kafka
+from events.kafka import ensure_topics
+from events.settings import EventSettings
+from functions.classifier.train import DATA, split
+from tests.integration.async_support import Collector, produce, request_event, texts_payload
+from tests.integration.conftest import stack_env
+from tests.support.replicas import start_replica
+
+pytestmark = pytest.mark.integration
+
+
+def payloads_bucket(stack) -> str:
+    return stack.settings.payload_buckets
+
+
+def put_payload(stack, body: bytes, bucket: str | None = None) -> str:
+    bucket = bucket or payloads_bucket(stack)
+    key = f"req/{uuid.uuid4().hex}.json"
+    stack.client().put_object(Bucket=bucket, Key=key, Body=body)
+    return f"s3://{bucket}/{key}"
+
+
+def result_data(stack, event) -> dict:
+    ref = event.get("dataref")
+    if ref:
+        bucket, _, key = ref.removeprefix("s3://").partition("/")
+        return orjson.loads(stack.client().get_object(Bucket=bucket, Key=key)["Body"].read())
+    return orjson.loads(event.data)
+
+
+def test_1000_events_across_both_functions_get_exactly_one_correct_result(event_stack, producer, embedder, classifier):
+    rng = random.Random(7)
+    _, held_out = split(json.loads(DATA.read_text()))
+    labels = sorted(json.loads(DATA.read_text()))
+    expected_label: dict[str, str] = {}
+    expected_rows: dict[str, int] = {}
+    batches: dict[str, list] = {"embedder": [], "classifier": []}
+    for i in range(1000):
+        function = "embedder" if i % 2 else "classifier"
+        if function == "classifier":
+            phrase, label = held_out[i % len(held_out)]
+            texts = [phrase]
+        else:
+            texts = [f"sentence {i} about {rng.choice(['cats', 'rockets', 'tax'])}"] * (20 if i % 97 == 1 else 1)
+        body = texts_payload(texts)
+        use_ref = i % 3 == 0
+        event = request_event(
+            function,
+            dataref=put_payload(event_stack, body) if use_ref else None,
+            data=None if use_ref else body,
+            partitionkey=f"k{i % 13}",
+        )
+        if function == "classifier":
+            expected_label[event.id] = labels[label]
+        expected_rows[event.id] = len(texts)
+        batches[function].append(event)
+    collector = Collector(event_stack.settings, event_stack.settings.results_topic)
+    try:
+        for function, events in batches.items():
+            produce(producer, event_stack.settings.topics.requests(function), events)
+        replies = collector.wait_for(set(expected_rows), timeout=240)
+    finally:
+        collector.close()
+    assert all(len(r) == 1 for r in replies.values()), [k for k, r in replies.items() if len(r) != 1][:5]
+    correct = 0
+    for request_id, (reply,) in replies.items():
+        assert reply.type == contract.RESULT_TYPE, reply.data
+        data = result_data(event_stack, reply)
+        outputs = {o["name"]: o for o in data["outputs"]}
+        if request_id in expected_label:
+            assert reply.get("model") == "classifier" and reply.get("modelversion", "").startswith("head-")
+            correct += outputs["label"]["data"] == [expected_label[request_id]]
+        else:
+            assert outputs["embedding"]["shape"] == [expected_rows[request_id], 384]
+            vectors = np.array(outputs["embedding"]["data"], np.float32).reshape(-1, 384)
+            np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+            assert bool(reply.get("dataref")) == (expected_rows[request_id] > 1)  # large results go to S3
+    assert correct / len(expected_label) >= 0.9
+
+
+def test_bad_events_get_error_codes_and_dead_letters_while_good_ones_succeed(event_stack, producer, embedder):
+    topic = event_stack.settings.topics.requests("embedder")
+    past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    good = [request_event("embedder", data=texts_payload([f"fine {i}"])) for i in range(6)]
+    cases = {
+        "payload_not_found": request_event("embedder", dataref=f"s3://{payloads_bucket(event_stack)}/no/such.json"),
+        "invalid_event": request_event(
+            "embedder",
+            dataref=put_payload(
+                event_stack, texts_payload(["x"]), event_stack.settings.payload_buckets.replace("payloads", "forbidden")
+            ),
+        ),
+        "invalid_input": request_event(
+            "embedder",
+            data=orjson.dumps({"inputs": [{"name": "text", "datatype": "FP32", "shape": [1], "data": [1.0]}]}),
+        ),
+        "expired": request_event("embedder", data=texts_payload(["late"]), deadline=past),
+        "unknown_model": request_event("classifier", data=texts_payload(["wrong topic"])),
+    }
+    wrong_type = request_event("embedder", data=texts_payload(["x"]))
+    wrong_type.attributes["type"] = "com.example.other"
+    cases["invalid_event_type"] = wrong_type
+    events = [*good[:3], *cases.values(), *good[3:]]
+    collector = Collector(event_stack.settings, event_stack.settings.results_topic)
+    dead = Collector(event_stack.settings, event_stack.settings.deadletter_topic)
+    try:
+        produce(producer, topic, events)
+        # A record that is no CloudEvent at all, identified by its key.
+        producer.send(topic, key=b"garbage-key", value=b"\x00not an event").get(10)
+        replies = collector.wait_for({e.id for e in events})
+        deadline = time.monotonic() + 30
+        garbage = []
+        while not garbage and time.monotonic() < deadline:
+            collector.poll()
+            garbage = [e for e in collector.events() if e.get("partitionkey") == "garbage-key"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            dead.poll()
+            if {dict(h).get("ce_id", b"").decode() for h, _, _ in dead.records} >= {e.id for e in cases.values()}:
+                break
+        dead_records = dead.records
+    finally:
+        collector.close()
+        dead.close()
+    for event in good:
+        assert [r.type for r in replies[event.id]] == [contract.RESULT_TYPE]
+    for name, event in cases.items():
+        (reply,) = replies[event.id]
+        assert reply.type == contract.ERROR_TYPE
+        body = orjson.loads(reply.data)
+        assert body["code"] == name.removesuffix("_type"), (name, body)
+        assert body["message"] and body["retryable"] is False
+    assert garbage and orjson.loads(garbage[0].data)["code"] == "invalid_event"
+    letters = {dict(h).get("ce_id", b"").decode(): dict(h) for h, _, _ in dead_records}
+    for name, event in cases.items():
+        headers = letters[event.id]
+        assert headers["ce_errorcode"].decode() == name.removesuffix("_type")
+        assert headers["ce_type"].decode() == event.type  # the original, unchanged
+    assert any(k == b"garbage-key" and v == b"\x00not an event" for _, k, v in dead_records)
+
+
+def test_redelivered_request_writes_the_same_result_object(event_stack, producer, embedder):
+    body = texts_payload([f"a long enough batch {i}" for i in range(24)])  # > 64 KiB of JSON out
+    event = request_event("embedder", data=body)
+    collector = Collector(event_stack.settings, event_stack.settings.results_topic)
+    try:
+        produce(producer, event_stack.settings.topics.requests("embedder"), [event])
+        collector.wait_for({event.id})
+        produce(producer, event_stack.settings.topics.requests("embedder"), [event])  # the same event again
+        deadline = time.monotonic() + 60
+        while len(collector.by_request({event.id}).get(event.id, [])) < 2 and time.monotonic() < deadline:
+            collector.poll()
+        first, second = collector.by_request({event.id})[event.id]
+    finally:
+        collector.close()
+    assert first.get("dataref") and first.get("dataref") == second.get("dataref")
+    assert result_data(event_stack, first)["outputs"][0]["shape"] == [24, 384]
+    listing = event_stack.client().list_objects_v2(
+        Bucket=event_stack.settings.results_bucket, Prefix="results/embedder/"
+    )
+    assert sum(1 for o in listing.get("Contents", []) if event.id in o["Key"]) == 1
+
+
+def test_consumer_killed_mid_stream_loses_nothing(event_stack, producer, tmp_path):
+    echo = start_replica("echo", tmp_path, "--consume", env=event_stack.env)
+    events = [
+        request_event(
+            "echo", data=orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [i, -i]}]})
+        )
+        for i in range(400)
+    ]
+    ids = {e.id for e in events}
+    collector = Collector(event_stack.settings, event_stack.settings.results_topic)
+    try:
+        produce(producer, event_stack.settings.topics.requests("echo"), events[:200])
+        deadline = time.monotonic() + 60
+        while len(collector.by_request(ids)) < 50 and time.monotonic() < deadline:
+            collector.poll()
+        echo.process.signal(signal.SIGKILL)
+        echo.process.proc.wait(10)
+        produce(producer, event_stack.settings.topics.requests("echo"), events[200:])
+        echo = start_replica("echo", tmp_path, "--consume", env=event_stack.env)
+        replies = collector.wait_for(ids, timeout=120)
+    finally:
+        collector.close()
+        echo.process.stop()
+    assert set(replies) == ids
+    for event in events:
+        data = orjson.loads(replies[event.id][0].data)
+        assert data["outputs"][0]["data"] == orjson.loads(event.data)["inputs"][0]["data"]
+
+
+def test_broker_restart_with_s3_storage_loses_nothing(s3_server, tmp_path):
+    suffix = uuid.uuid4().hex[:8]
+    client = s3_server.client()
+    for bucket in (f"tansu-{suffix}", f"p-{suffix}", f"r-{suffix}"):
+        client.create_bucket(Bucket=bucket)
+    port = free_port()
+    broker_env = {"AWS_ENDPOINT": s3_server.endpoint, "AWS_ALLOW_HTTP": "true"}
+    storage = f"s3://tansu-{suffix}/"
+    broker = start_kafka(port, storage=storage, env=broker_env, log_path=tmp_path / "tansu.log")
+    env = stack_env(f"127.0.0.1:{port}", s3_server.endpoint, f"p-{suffix}", f"r-{suffix}")
+    settings = EventSettings(**{k.removeprefix("WAKESERVE_").lower(): v for k, v in env.items()})
+    ensure_topics(settings, [settings.topics.requests("echo"), settings.topics.results, settings.topics.deadletter])
+    echo = start_replica("echo", tmp_path, "--consume", env=env)
+    events = [
+        request_event(
+            "echo", data=orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [i]}]})
+        )
+        for i in range(200)
+    ]
+    ids = {e.id for e in events}
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", retries=20, reconnect_backoff_max_ms=1000
+    )
+    try:
+        produce(producer, settings.topics.requests("echo"), events[:100])
+        time.sleep(0.5)  # let processing get going, so the restart lands mid-stream
+        broker.stop()
+        broker = start_kafka(port, storage=storage, env=broker_env, log_path=tmp_path / "tansu.log")
+        produce(producer, settings.topics.requests("echo"), events[100:])
+        collector = Collector(settings, settings.results_topic)
+        try:
+            replies = collector.wait_for(ids, timeout=180)
+        finally:
+            collector.close()
+    finally:
+        producer.close(timeout=5)
+        echo.process.stop()
+        broker.stop()
+    assert set(replies) == ids
+    assert all(r[0].type == contract.RESULT_TYPE for r in replies.values())
+
+
+def test_predictor_cloudevents_route_replies_in_binary_mode(event_stack, embedder):
+    url = f"{embedder.url}/cloudevents"
+    base = {
+        "ce-specversion": "1.0",
+        "ce-id": "http-1",
+        "ce-source": "/knative",
+        "ce-type": contract.REQUEST_TYPE,
+        "ce-model": "embedder",
+        "content-type": "application/json",
+    }
+    body = texts_payload(["over http"])
+    for headers in (base, {**base, "ce-time": "2026-11-21T10:00:00Z"}):
+        r = httpx.post(url, content=body, headers=headers)
+        assert r.status_code == 200
+        assert r.headers["ce-type"] == contract.RESULT_TYPE and r.headers["ce-requestid"] == "http-1"
+        assert r.headers["content-type"] == "application/json"
+        assert r.json()["outputs"][0]["shape"] == [1, 384]
+    structured = {
+        "specversion": "1.0",
+        "id": "http-2",
+        "source": "/knative",
+        "type": contract.REQUEST_TYPE,
+        "model": "embedder",
+        "data": orjson.loads(body),
+    }
+    r = httpx.post(url, content=orjson.dumps(structured), headers={"content-type": cloudevent.STRUCTURED})
+    assert r.status_code == 200 and r.headers["ce-requestid"] == "http-2"
+    bad = httpx.post(url, content=b'{"inputs": []}', headers={**base, "ce-id": "http-3"})
+    assert bad.status_code == 200 and bad.headers["ce-type"] == contract.ERROR_TYPE
+    assert bad.json()["code"] == "invalid_input"
+    not_an_event = httpx.post(url, content=body, headers={"content-type": "application/json"})
+    assert not_an_event.status_code == 400 and "not a CloudEvent" in not_an_event.json()["error"]
