@@ -151,7 +151,7 @@ def dead_letter_headers(headers: list[tuple[str, bytes]], error: WakeserveError)
     return [*kept, ("ce_errorcode", error.code.encode()), ("ce_errormessage", error.message[:1000].encode())]
 
 
-_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+_SAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def result_key(function: str, request: CloudEvent) -> str:

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import base64
+
+import orjson
+import pytest
+
+from events import cloudevent
+from events.cloudevent import CloudEvent
+from events.errors import InvalidEventError
+
+BASE = {"specversion": "1.0", "id": "1", "source": "/s", "type": "t"}
+
+
+def kafka_headers(**attrs: str) -> list[tuple[str, bytes]]:
+    return [(f"ce_{k}", v.encode()) for k, v in attrs.items()]
+
+
+@pytest.mark.parametrize(
+    ("headers", "key", "value", "attributes", "data"),
+    [
+        (kafka_headers(**BASE), None, b"x", BASE, b"x"),
+        (
+            [*kafka_headers(**BASE), ("content-type", b"application/json")],
+            b"k",
+            b"{}",
+            {**BASE, "datacontenttype": "application/json", "partitionkey": "k"},
+            b"{}",
+        ),
+        (
+            [("content-type", b"application/cloudevents+json")],
+            None,
+            orjson.dumps({**BASE, "model": "m", "data": {"a": 1}}),
+            {**BASE, "model": "m", "datacontenttype": "application/json"},
+            b'{"a":1}',
+        ),
+        (
+            [("content-type", b"application/cloudevents+json; charset=utf-8")],
+            None,
+            orjson.dumps({**BASE, "data_base64": base64.b64encode(b"\x00\x01").decode()}),
+            BASE,
+            b"\x00\x01",
+        ),
+        (
+            [("content-type", b"application/cloudevents+json")],
+            None,
+            orjson.dumps({**BASE, "n": 3, "b": True}),
+            {**BASE, "n": "3", "b": "true"},
+            None,
+        ),
+    ],
+    ids=["binary", "binary-key-ct", "structured-json", "structured-base64", "structured-typed-ext"],
+)
+def test_from_kafka(headers, key, value, attributes, data):
+    event = cloudevent.from_kafka(headers, key, value)
+    assert event.attributes == attributes
+    assert event.data == data
+
+
+@pytest.mark.parametrize(
+    ("headers", "value", "message"),
+    [
+        ([], b"x", "no ce_ headers"),
+        (kafka_headers(id="1", source="/s", type="t"), b"x", "missing required attribute(s): specversion"),
+        (kafka_headers(**{**BASE, "specversion": "0.3"}), b"x", "unsupported specversion"),
+        ([*kafka_headers(**BASE), ("ce_bad-name", b"x")], b"x", "invalid attribute name"),
+        ([("content-type", b"application/cloudevents+json")], b"{nope", "not valid JSON"),
+        ([("content-type", b"application/cloudevents+json")], b"[1]", "must be a JSON object"),
+        (
+            [("content-type", b"application/cloudevents+json")],
+            orjson.dumps({**BASE, "x": {"a": 1}}),
+            "attribute values",
+        ),
+        ([("content-type", b"application/cloudevents+json")], orjson.dumps({**BASE, "data_base64": "%%"}), "base64"),
+        ([("ce_id", b"\xff"), *kafka_headers(specversion="1.0", source="/s", type="t")], b"", "not UTF-8"),
+    ],
+)
+def test_from_kafka_rejects(headers, value, message):
+    with pytest.raises(InvalidEventError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        cloudevent.from_kafka(headers, None, value)
+
+
+def test_kafka_round_trip_keeps_attributes_key_and_data():
+    event = CloudEvent({**BASE, "partitionkey": "p", "datacontenttype": "application/json", "model": "m"}, b"{}")
+    headers, key, value = cloudevent.to_kafka(event)
+    assert key == b"p" and ("content-type", b"application/json") in headers
+    assert cloudevent.from_kafka(headers, key, value) == event
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "count"),
+    [
+        ({"ce-specversion": "1.0", "ce-id": "1", "ce-source": "/s", "ce-type": "t"}, b"x", 1),
+        ({"Content-Type": "application/cloudevents+json"}, orjson.dumps(BASE), 1),
+        ({"content-type": "application/cloudevents-batch+json"}, orjson.dumps([BASE, {**BASE, "id": "2"}]), 2),
+    ],
+)
+def test_from_http_modes(headers, body, count):
+    events = cloudevent.from_http(headers, body)
+    assert len(events) == count
+    assert all(e.type == "t" for e in events)
+
+
+def test_http_binary_round_trip():
+    event = CloudEvent({**BASE, "datacontenttype": "application/json", "requestid": "9"}, b'{"a": 1}')
+    headers, body = cloudevent.to_http(event)
+    assert headers["content-type"] == "application/json" and headers["ce-requestid"] == "9"
+    assert cloudevent.from_http(headers, body) == [event]
+    assert cloudevent.to_structured(event)["data"] == {"a": 1}
