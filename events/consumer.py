@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,7 +20,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, Topic
 from kafka.structs import OffsetAndMetadata
 
 from events import contract
-from events.kafka import send, send_raw
+from events.cloudevent import to_kafka
 from events.offsets import OffsetTracker
 from events.processor import EventProcessor, Outcome
 
@@ -49,14 +51,14 @@ class EventConsumer:
         topics: contract.Topics,
         *,
         max_in_flight: int,
-        publish_attempts: int = 8,
+        commit_interval: float = 0.2,
     ) -> None:
         self.consumer = consumer
         self.producer = producer
         self.processor = processor
         self.topics = topics
         self.max_in_flight = max_in_flight
-        self.publish_attempts = publish_attempts
+        self.commit_interval = commit_interval
         self.tracker = OffsetTracker()
         self._kafka = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
         self._tasks: set[asyncio.Task[None]] = set()
@@ -80,6 +82,7 @@ class EventConsumer:
     async def run(self, stop: asyncio.Event, drain_timeout: float = 30.0) -> None:
         """Consume until ``stop`` is set, then finish in-flight work, commit, and leave the group."""
         paused = False
+        last_commit = last_poll = time.monotonic()
         try:
             while not stop.is_set():
                 if self._failure is not None:
@@ -91,14 +94,26 @@ class EventConsumer:
                 elif room > 0 and paused:
                     await self._k(lambda: self.consumer.resume(*self.consumer.paused()))
                     paused = False
-                batches = await self._k(self.consumer.poll, timeout_ms=100, max_records=max(room, 1))
-                for tp, records in batches.items():
-                    for record in records:
-                        self._start(tp, record)
-                await self._k(self._commit_now)
+                if paused:
+                    # Full: wait for acknowledgements to free room instead of blocking in poll().
+                    await asyncio.sleep(0.005)
+                    if time.monotonic() - last_poll > 0.5:
+                        await self._k(self.consumer.poll, timeout_ms=0)
+                        last_poll = time.monotonic()
+                else:
+                    batches = await self._k(self.consumer.poll, timeout_ms=50, max_records=room)
+                    last_poll = time.monotonic()
+                    for tp, records in batches.items():
+                        for record in records:
+                            self._start(tp, record)
+                now = time.monotonic()
+                if now - last_commit >= self.commit_interval:
+                    await self._k(self._commit_now)
+                    last_commit = now
         finally:
             if self._tasks:
                 await asyncio.wait(set(self._tasks), timeout=drain_timeout)
+            await asyncio.get_running_loop().run_in_executor(None, lambda: self.producer.flush(drain_timeout))
             with contextlib.suppress(Exception):
                 await self._k(self._commit_now)
             await self._k(self.consumer.close)
@@ -126,27 +141,41 @@ class EventConsumer:
             with contextlib.suppress(BaseException):
                 await previous
         headers = [(k, v or b"") for k, v in (record.headers or [])]
+        outcome = await self.processor.process_record(headers, record.key, record.value)
         try:
-            outcome = await self.processor.process_record(headers, record.key, record.value)
-            await self._publish(outcome, headers, record)
-        except BaseException as exc:  # noqa: BLE001 - the consumer stops; the record is redelivered
-            log.error("could not publish the reply to offset %d of %s: %s", record.offset, tp, exc)
-            self._failure = exc
-            return
-        with contextlib.suppress(KeyError):
-            self.tracker.finished(tp.topic, tp.partition, record.offset)
-        self.processed += 1
+            self._publish(tp, outcome, headers, record)
+        except Exception as exc:  # noqa: BLE001 - the consumer stops; the record is redelivered
+            self._fail(tp, record, exc)
 
-    async def _publish(self, outcome: Outcome, headers: list[tuple[str, bytes]], record: Any) -> None:
-        for attempt in range(self.publish_attempts):
-            try:
-                await send(self.producer, self.topics.results, outcome.reply)
-                if outcome.error is not None:
-                    dead = contract.dead_letter_headers(headers, outcome.error)
-                    await send_raw(self.producer, self.topics.deadletter, dead, record.key, record.value)
-                return
-            except Exception as exc:
-                if attempt == self.publish_attempts - 1:
-                    raise
-                log.warning("publishing failed (%s); retrying", exc)
-                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+    def _fail(self, tp: TopicPartition, record: Any, exc: BaseException) -> None:
+        log.error("could not publish the reply to offset %d of %s: %s", record.offset, tp, exc)
+        self._failure = exc
+
+    def _publish(self, tp: TopicPartition, outcome: Outcome, headers: list[tuple[str, bytes]], record: Any) -> None:
+        """Queue the reply (and dead letter); the record counts as done when the broker acknowledged them.
+
+        Sends are queued in processing order, so replies for one key keep their order (idempotent producer).
+        Acknowledgements arrive on the producer's I/O thread and go straight to the offset tracker, without a
+        round trip through the event loop per record.
+        """
+        sends = [(self.topics.results, *to_kafka(outcome.reply))]
+        if outcome.error is not None:
+            dead = contract.dead_letter_headers(headers, outcome.error)
+            sends.append((self.topics.deadletter, dead, record.key, record.value))
+        remaining = [len(sends)]
+        lock = threading.Lock()
+
+        def acked(_: Any) -> None:
+            with lock:
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            if last:
+                self.tracker.finished(tp.topic, tp.partition, record.offset)
+                self.processed += 1
+
+        for topic, kafka_headers, key, value in sends:
+            if key is None and value is None:
+                value = b""
+            future = self.producer.send(topic, key=key, value=value, headers=kafka_headers)
+            future.add_callback(acked)
+            future.add_errback(lambda exc: self._fail(tp, record, exc))

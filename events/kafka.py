@@ -24,7 +24,7 @@ def make_producer(settings: EventSettings, **overrides: Any) -> KafkaProducer:
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 2,
-        "retries": 10,
+        "reconnect_backoff_max_ms": 2_000,
         "request_timeout_ms": 15_000,
         "max_in_flight_requests_per_connection": 5,
         **overrides,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 
@@ -31,34 +32,48 @@ class PartitionOffsets:
 
 
 class OffsetTracker:
-    """Per-partition watermarks for at-least-once commits."""
+    """Per-partition watermarks for at-least-once commits; safe to use from several threads.
+
+    Records start on the event loop, finish on the producer's I/O thread (when the broker acknowledged the
+    reply) and are committed from the consumer's thread.
+    """
 
     def __init__(self) -> None:
         self.partitions: dict[tuple[str, int], PartitionOffsets] = {}
+        self._lock = threading.Lock()
 
     def started(self, topic: str, partition: int, offset: int) -> None:
-        self.partitions.setdefault((topic, partition), PartitionOffsets()).started(offset)
+        with self._lock:
+            self.partitions.setdefault((topic, partition), PartitionOffsets()).started(offset)
 
     def finished(self, topic: str, partition: int, offset: int) -> None:
-        self.partitions[(topic, partition)].finished(offset)
+        """Mark a record done; a partition revoked meanwhile is ignored."""
+        with self._lock:
+            offsets = self.partitions.get((topic, partition))
+            if offsets is not None:
+                offsets.finished(offset)
 
     def committable(self) -> dict[tuple[str, int], int]:
-        result = {}
-        for tp, offsets in self.partitions.items():
-            target = offsets.committable()
-            if target is not None:
-                result[tp] = target
-        return result
+        with self._lock:
+            result = {}
+            for tp, offsets in self.partitions.items():
+                target = offsets.committable()
+                if target is not None:
+                    result[tp] = target
+            return result
 
     def mark_committed(self, offsets: dict[tuple[str, int], int]) -> None:
-        for tp, offset in offsets.items():
-            if tp in self.partitions:
-                self.partitions[tp].committed = offset
+        with self._lock:
+            for tp, offset in offsets.items():
+                if tp in self.partitions:
+                    self.partitions[tp].committed = offset
 
     def forget(self, partitions: list[tuple[str, int]]) -> None:
-        for tp in partitions:
-            self.partitions.pop(tp, None)
+        with self._lock:
+            for tp in partitions:
+                self.partitions.pop(tp, None)
 
     @property
     def in_flight(self) -> int:
-        return sum(len(p.pending) for p in self.partitions.values())
+        with self._lock:
+            return sum(len(p.pending) for p in self.partitions.values())

@@ -1,0 +1,286 @@
+"""Asynchronous path benchmark (issue B). One run measures, against the real tansu broker and moto's S3 server:
+
+1. the broker's own ceiling: N messages produced and consumed concurrently with the same client (kafka-python)
+   and the same sizes as the request events;
+2. end-to-end events/s and p50/p99 latency (produced → result consumed) through ``wakeserve serve F --consume``
+   for the trivial echo model and for the embedder;
+3. the embedder's raw in-process batch-32 throughput.
+
+    python -m bench.async [--echo-events N] [--embedder-events N] [--out bench/results]
+
+Writes ``async.json`` and ``async.png``. Every process it starts is stopped by pid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer
+
+from bench.sync import raw_throughput
+from events import cloudevent, contract
+from events.cloudevent import CloudEvent
+from events.embedded import ChildProcess, free_port, http_ok, start_kafka, start_s3
+from events.kafka import ensure_topics
+from events.s3 import make_s3_client
+from events.settings import EventSettings
+
+SENTENCE = "Event-driven inference wakes the model only when work arrives, number {i}."
+
+
+def echo_payload(i: int) -> bytes:
+    return orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [i, 1.0, 2.0, 3.0]}]})
+
+
+def text_payload(i: int) -> bytes:
+    return orjson.dumps(
+        {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [SENTENCE.format(i=i)]}]}
+    )
+
+
+def request(function: str, body: bytes) -> CloudEvent:
+    return CloudEvent(
+        {
+            "specversion": "1.0",
+            "id": uuid.uuid4().hex,
+            "source": "/bench",
+            "type": contract.REQUEST_TYPE,
+            "model": function,
+            "datacontenttype": "application/json",
+        },
+        body,
+    )
+
+
+def percentile(values: list[float], q: float) -> float:
+    data = sorted(values)
+    return data[min(len(data) - 1, int(q / 100 * len(data)))] if data else float("nan")
+
+
+def broker_ceiling(settings: EventSettings, n: int, body: bytes) -> dict[str, float]:
+    """Produce n records of the request's size while a consumer group reads them; records/s end to end."""
+    topic = f"bench.ceiling.{uuid.uuid4().hex[:6]}"
+    ensure_topics(settings, [topic])
+    headers, _, _ = cloudevent.to_kafka(request("echo", body))
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=f"g-{topic}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+    )
+    while not consumer.assignment():
+        consumer.poll(100)
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=2
+    )
+    started = time.perf_counter()
+
+    def produce() -> None:
+        for _ in range(n):
+            producer.send(topic, value=body, headers=headers)
+        producer.flush()
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    seen = 0
+    deadline = time.monotonic() + 300
+    while seen < n and time.monotonic() < deadline:
+        for records in consumer.poll(200).values():
+            seen += len(records)
+        consumer.commit()
+    elapsed = time.perf_counter() - started
+    thread.join()
+    producer.close()
+    consumer.close()
+    return {"messages": seen, "seconds": elapsed, "per_s": seen / elapsed}
+
+
+def end_to_end(settings: EventSettings, function: str, n: int, make_body, log_dir: Path, env: dict[str, str]) -> dict:
+    http = free_port()
+    replica = ChildProcess(
+        f"{function}-consumer",
+        [
+            sys.executable,
+            "-m",
+            "wakeserve",
+            "serve",
+            function,
+            "--http-port",
+            str(http),
+            "--grpc-port",
+            "0",
+            "--consume",
+            "--log-level",
+            "WARNING",
+        ],
+        env=env,
+        log_path=log_dir / f"{function}-consumer.log",
+    )
+    try:
+        replica.wait_until(lambda: http_ok(f"http://127.0.0.1:{http}/v2/health/ready"), 180, 0.2)
+        # Warm the group: one event, answered, before the clock starts.
+        results = KafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="latest", enable_auto_commit=False
+        )
+        from kafka import TopicPartition
+
+        parts = [
+            TopicPartition(settings.results_topic, p) for p in results.partitions_for_topic(settings.results_topic)
+        ]
+        results.assign(parts)
+        for tp in parts:
+            results.position(tp)
+        producer = KafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=2
+        )
+        topic = settings.topics.requests(function)
+
+        def send(events: list[CloudEvent], sent: dict[str, float]) -> None:
+            for event in events:
+                headers, key, value = cloudevent.to_kafka(event)
+                sent[event.id] = time.perf_counter()
+                producer.send(topic, key=key, value=value, headers=headers)
+            producer.flush()
+
+        def collect(ids: set[str], received: dict[str, float], timeout: float) -> None:
+            deadline = time.monotonic() + timeout
+            while len(received) < len(ids) and time.monotonic() < deadline:
+                for records in results.poll(100).values():
+                    now = time.perf_counter()
+                    for r in records:
+                        rid = dict(r.headers or []).get("ce_requestid", b"").decode()
+                        if rid in ids and rid not in received:
+                            received[rid] = now
+
+        warm = [request(function, make_body(-1))]
+        sent_w: dict[str, float] = {}
+        send(warm, sent_w)
+        collect({warm[0].id}, {}, 120)
+        events = [request(function, make_body(i)) for i in range(n)]
+        sent: dict[str, float] = {}
+        received: dict[str, float] = {}
+        sender = threading.Thread(target=send, args=(events, sent))
+        started = time.perf_counter()
+        sender.start()
+        collect({e.id for e in events}, received, 600)
+        sender.join()
+        elapsed = max(received.values()) - started if received else float("nan")
+        latencies = [received[i] - sent[i] for i in received]
+        producer.close()
+        results.close()
+        return {
+            "function": function,
+            "events": n,
+            "results": len(received),
+            "seconds": elapsed,
+            "per_s": len(received) / elapsed,
+            "p50_ms": percentile(latencies, 50) * 1000,
+            "p99_ms": percentile(latencies, 99) * 1000,
+        }
+    finally:
+        replica.stop()
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    names = ["broker ceiling\n(produce+consume)", "echo end to end"]
+    values = [report["broker_ceiling"]["per_s"], report["echo"]["per_s"]]
+    left.bar(names, values, color=["grey", "tab:blue"])
+    left.set(ylabel="events / s", title="trivial model vs the broker's own ceiling")
+    names = ["embedder raw\nbatch 32 (in-process)", "embedder end to end"]
+    values = [report["embedder_raw_batch32_per_s"], report["embedder"]["per_s"]]
+    right.bar(names, values, color=["grey", "tab:orange"])
+    right.set(ylabel="events / s (1 sentence each)", title="embedder vs its raw batched throughput")
+    for ax, key in ((left, "echo"), (right, "embedder")):
+        ax.text(
+            1,
+            0,
+            f"p50 {report[key]['p50_ms']:.0f} ms\np99 {report[key]['p99_ms']:.0f} ms",
+            ha="center",
+            va="bottom",
+            color="white",
+        )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--echo-events", type=int, default=5000)
+    parser.add_argument("--embedder-events", type=int, default=1500)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    args = parser.parse_args()
+    log_dir = args.out / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    aws = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
+    os.environ.update(aws)
+    s3_port, kafka_port = free_port(), free_port()
+    s3 = start_s3(s3_port, log_path=log_dir / "moto.log")
+    kafka = start_kafka(kafka_port, log_path=log_dir / "tansu.log")
+    try:
+        env = {
+            **aws,
+            "WAKESERVE_KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka_port}",
+            "WAKESERVE_S3_ENDPOINT": f"http://127.0.0.1:{s3_port}",
+            "WAKESERVE_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        }
+        os.environ.update(env)
+        settings = EventSettings()
+        client = make_s3_client(settings.s3_endpoint)
+        for bucket in (settings.payload_buckets, settings.results_bucket):
+            client.create_bucket(Bucket=bucket)
+        topics = settings.topics
+        ensure_topics(
+            settings, [topics.requests("echo"), topics.requests("embedder"), topics.results, topics.deadletter]
+        )
+        print("broker ceiling", flush=True)
+        ceiling = broker_ceiling(settings, args.echo_events, request("echo", echo_payload(0)).data or b"")
+        print(f"  {ceiling['per_s']:.0f} msg/s", flush=True)
+        print("echo end to end", flush=True)
+        echo = end_to_end(settings, "echo", args.echo_events, echo_payload, log_dir, env)
+        print(f"  {echo['per_s']:.0f} events/s p50 {echo['p50_ms']:.0f} ms p99 {echo['p99_ms']:.0f} ms", flush=True)
+        print("embedder end to end", flush=True)
+        embedder = end_to_end(settings, "embedder", args.embedder_events, text_payload, log_dir, env)
+        print(
+            f"  {embedder['per_s']:.0f} events/s p50 {embedder['p50_ms']:.0f} ms p99 {embedder['p99_ms']:.0f} ms",
+            flush=True,
+        )
+    finally:
+        kafka.stop()
+        s3.stop()
+    raw = raw_throughput(6.0)
+    print(f"embedder raw batch 32: {raw['batch_32_per_s']:.0f}/s", flush=True)
+    report = {
+        "broker_ceiling": ceiling,
+        "echo": echo,
+        "embedder": embedder,
+        "embedder_raw_batch32_per_s": raw["batch_32_per_s"],
+        "goals": {
+            "echo_vs_broker_ceiling": echo["per_s"] / ceiling["per_s"],
+            "embedder_vs_raw_batch32": embedder["per_s"] / raw["batch_32_per_s"],
+        },
+        "targets": {"echo_vs_broker_ceiling": 0.5, "embedder_vs_raw_batch32": 0.85},
+    }
+    (args.out / "async.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot(report, args.out / "async.png")
+    print(json.dumps(report["goals"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
