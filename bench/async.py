@@ -192,6 +192,60 @@ def end_to_end(settings: EventSettings, function: str, n: int, make_body, log_di
         replica.stop()
 
 
+def mixed_load(settings: EventSettings, n: int, log_dir: Path, env: dict[str, str], duration: float = 8.0) -> dict:
+    """Sync p50/p99 at one client on an embedder replica, idle and while it works through an event backlog."""
+    import asyncio
+
+    from bench.loadgen import encode_post, run_load
+
+    http = free_port()
+    replica = ChildProcess(
+        "embedder-mixed",
+        [
+            sys.executable,
+            "-m",
+            "wakeserve",
+            "serve",
+            "embedder",
+            "--http-port",
+            str(http),
+            "--grpc-port",
+            "0",
+            "--consume",
+            "--log-level",
+            "WARNING",
+        ],
+        env=env,
+        log_path=log_dir / "embedder-mixed.log",
+    )
+    bodies = [encode_post("127.0.0.1", http, "/v2/models/embedder/infer", text_payload(i)) for i in range(16)]
+    try:
+        replica.wait_until(lambda: http_ok(f"http://127.0.0.1:{http}/v2/health/ready"), 180, 0.2)
+        idle = asyncio.run(run_load("127.0.0.1", http, bodies, concurrency=1, duration=duration))
+        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=2)
+        for i in range(n):
+            headers, key, value = cloudevent.to_kafka(request("embedder", text_payload(i)))
+            producer.send(settings.topics.requests("embedder"), key=key, value=value, headers=headers)
+        producer.flush()
+        producer.close()
+        time.sleep(2.0)  # the consumer is busy with the backlog now
+        busy = asyncio.run(run_load("127.0.0.1", http, bodies, concurrency=1, duration=duration, warmup=0))
+        metrics = __import__("httpx").get(f"http://127.0.0.1:{http}/metrics").text
+    finally:
+        replica.stop()
+    ok_total = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith('wakeserve_requests_total{model="embedder",outcome="ok"}')
+    )
+    return {
+        "sync_idle": idle.summary(),
+        "sync_with_events": busy.summary(),
+        "events_and_sync_served_ok": ok_total,
+        "backlog_events": n,
+    }
+
+
 def plot(report: dict, path: Path) -> None:
     import matplotlib
 
@@ -261,6 +315,13 @@ def main() -> None:
             f"  {embedder['per_s']:.0f} events/s p50 {embedder['p50_ms']:.0f} ms p99 {embedder['p99_ms']:.0f} ms",
             flush=True,
         )
+        print("mixed load (sync at 1 client while events are consumed)", flush=True)
+        mixed = mixed_load(settings, args.embedder_events, log_dir, env)
+        print(
+            f"  sync p99 idle {mixed['sync_idle']['p99_ms']:.0f} ms, with events "
+            f"{mixed['sync_with_events']['p99_ms']:.0f} ms",
+            flush=True,
+        )
     finally:
         kafka.stop()
         s3.stop()
@@ -271,6 +332,7 @@ def main() -> None:
         "echo": echo,
         "embedder": embedder,
         "embedder_raw_batch32_per_s": raw["batch_32_per_s"],
+        "mixed": mixed,
         "goals": {
             "echo_vs_broker_ceiling": echo["per_s"] / ceiling["per_s"],
             "embedder_vs_raw_batch32": embedder["per_s"] / raw["batch_32_per_s"],

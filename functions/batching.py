@@ -61,9 +61,9 @@ class DynamicBatcher:
     """Bounded request queue in front of a batched ``run`` function executed off the event loop.
 
     Requests carry a priority: synchronous calls are taken before queued events, and while synchronous
-    traffic is present a batch carries at most ``event_share`` of its rows as events, so an event batch
-    never holds the model for long in front of a waiting call. A request that has waited ``max_wait_ms``
-    is taken first whatever its priority, so events are never starved.
+    traffic is present a batch carries ``event_share`` of its rows as events: never more, so an event batch
+    never holds the model for long in front of a waiting call, and never less while events wait, so a
+    steady stream of calls cannot starve them.
     """
 
     def __init__(
@@ -75,8 +75,7 @@ class DynamicBatcher:
         max_delay_ms: float,
         max_queue: int,
         observe_batch: Callable[[int], None] | None = None,
-        max_wait_ms: float = 500.0,
-        event_share: float = 0.25,
+        event_share: float = 0.125,
     ) -> None:
         if max_batch_size < 1 or max_queue < 1 or max_delay_ms < 0:
             raise ValueError("max_batch_size and max_queue must be >= 1 and max_delay_ms >= 0")
@@ -86,7 +85,6 @@ class DynamicBatcher:
         self.max_delay = max_delay_ms / 1000.0
         self.max_queue = max_queue
         self._observe_batch = observe_batch
-        self.max_wait = max_wait_ms / 1000.0
         self.event_rows_when_busy = max(1, int(max_batch_size * event_share))
         self._queues: tuple[deque[_Pending], ...] = (deque(), deque(), deque())
         self._last_sync = float("-inf")
@@ -148,34 +146,32 @@ class DynamicBatcher:
             except TimeoutError:
                 return
 
-    def _next_queue(self, now: float) -> deque[_Pending] | None:
-        """The queue to take from: a starving request first, then by priority."""
-        heads = [q for q in self._queues if q]
-        if not heads:
-            return None
-        oldest = min(heads, key=lambda q: q[0].enqueued)
-        if now - oldest[0].enqueued >= self.max_wait:
-            return oldest
-        return heads[0]
-
     def _take(self) -> list[_Pending]:
-        now = time.monotonic()
-        sync_active = now - self._last_sync < 1.0
+        """Sync requests first; events fill the rest, limited to a share of the batch while sync is busy.
+
+        Events always get their share (``event_rows_when_busy`` rows) of every batch, even when sync calls
+        would fill it, so a steady stream of calls never starves them.
+        """
+        sync_active = time.monotonic() - self._last_sync < 1.0
+        event_budget = self.event_rows_when_busy if sync_active else self.max_batch_size
+        waiting_events = sum(p.rows for q in self._queues[1:] for p in q)
+        reserved = min(event_budget, waiting_events)
         items: list[_Pending] = []
-        rows = event_rows = 0
-        while (queue := self._next_queue(now)) is not None:
-            head = queue[0]
-            if head.future.done():  # the caller went away; nothing to compute
-                queue.popleft()
-                continue
-            if items and (rows + head.rows > self.max_batch_size or not _compatible(items[0].inputs, head.inputs)):
-                break
-            background = head.priority != SYNC and now - head.enqueued < self.max_wait
-            if items and background and sync_active and event_rows + head.rows > self.event_rows_when_busy:
-                break
-            items.append(queue.popleft())
-            rows += head.rows
-            event_rows += head.rows if background else 0
+        rows = 0
+        for level, queue in enumerate(self._queues):
+            limit = self.max_batch_size - reserved if level == SYNC else min(self.max_batch_size, rows + event_budget)
+            while queue:
+                head = queue[0]
+                if head.future.done():  # the caller went away; nothing to compute
+                    queue.popleft()
+                    continue
+                too_many = rows + head.rows > limit
+                if items and (too_many or not _compatible(items[0].inputs, head.inputs)):
+                    break
+                items.append(queue.popleft())
+                rows += head.rows
+                if level != SYNC:
+                    event_budget -= head.rows
         return items
 
     async def _run_items(self, items: list[_Pending]) -> None:

@@ -182,7 +182,7 @@ def test_sync_requests_go_before_queued_events_and_events_are_capped_while_sync_
 
         with ThreadPoolExecutor(1) as pool:
             batcher = DynamicBatcher(
-                record, pool, max_batch_size=8, max_delay_ms=0, max_queue=64, max_wait_ms=10_000, event_share=0.25
+                record, pool, max_batch_size=8, max_delay_ms=0, max_queue=64, event_share=0.25
             )
             first = asyncio.create_task(batcher.submit({"x": np.full((1, 1), -1, np.float32)}, SYNC))
             await asyncio.sleep(0.02)  # the first batch is running (blocked on the gate)
@@ -205,17 +205,35 @@ def test_sync_requests_go_before_queued_events_and_events_are_capped_while_sync_
     assert sorted(v for batch in order[2:] for v in batch) == [2, 3, 4, 5]
 
 
-def test_events_that_waited_too_long_are_not_starved():
-    from functions.batching import BACKGROUND, SYNC
+def test_events_keep_their_share_when_sync_calls_would_fill_every_batch():
+    from functions.batching import EVENT, SYNC
+
+    order: list[list[float]] = []
 
     async def main():
-        with ThreadPoolExecutor(1) as pool:
-            batcher = DynamicBatcher(double, pool, max_batch_size=1, max_delay_ms=0, max_queue=64, max_wait_ms=0)
-            low = asyncio.create_task(batcher.submit({"x": np.ones((1, 1), np.float32)}, BACKGROUND))
-            high = asyncio.create_task(batcher.submit({"x": np.ones((1, 1), np.float32)}, SYNC))
-            done, _ = await asyncio.wait({low, high}, return_when=asyncio.FIRST_COMPLETED)
-            await asyncio.gather(low, high)
-            await batcher.close()
-            return low in done
+        gate = threading.Event()
 
-    assert run(main())
+        def record(inputs):
+            gate.wait(5)
+            order.append(inputs["x"][:, 0].tolist())
+            return {"y": inputs["x"]}
+
+        with ThreadPoolExecutor(1) as pool:
+            batcher = DynamicBatcher(record, pool, max_batch_size=8, max_delay_ms=0, max_queue=64, event_share=0.25)
+            first = asyncio.create_task(batcher.submit({"x": np.full((1, 1), -1, np.float32)}, SYNC))
+            await asyncio.sleep(0.02)
+            events = [
+                asyncio.create_task(batcher.submit({"x": np.full((1, 1), i, np.float32)}, EVENT)) for i in range(4)
+            ]
+            syncs = [
+                asyncio.create_task(batcher.submit({"x": np.full((1, 1), 100 + i, np.float32)}, SYNC))
+                for i in range(12)
+            ]
+            await asyncio.sleep(0.02)
+            gate.set()
+            await asyncio.gather(first, *events, *syncs)
+            await batcher.close()
+
+    run(main())
+    assert order[1] == [100, 101, 102, 103, 104, 105, 0, 1]  # 2 of 8 rows reserved for waiting events
+    assert order[2] == [106, 107, 108, 109, 110, 111, 2, 3]
