@@ -229,21 +229,29 @@ def mixed_load(settings: EventSettings, n: int, log_dir: Path, env: dict[str, st
         producer.flush()
         producer.close()
         time.sleep(2.0)  # the consumer is busy with the backlog now
+        before = served_ok(http)
         busy = asyncio.run(run_load("127.0.0.1", http, bodies, concurrency=1, duration=duration, warmup=0))
-        metrics = __import__("httpx").get(f"http://127.0.0.1:{http}/metrics").text
+        events_done = served_ok(http) - before - busy.ok
     finally:
         replica.stop()
-    ok_total = sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in metrics.splitlines()
-        if line.startswith('wakeserve_requests_total{model="embedder",outcome="ok"}')
-    )
     return {
         "sync_idle": idle.summary(),
         "sync_with_events": busy.summary(),
-        "events_and_sync_served_ok": ok_total,
         "backlog_events": n,
+        "events_served_during_sync_window": events_done,
+        "events_per_s_during_sync_window": events_done / busy.wall,
     }
+
+
+def served_ok(http: int) -> float:
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{http}/metrics").text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith('wakeserve_requests_total{model="embedder",outcome="ok"}')
+    )
 
 
 def plot(report: dict, path: Path) -> None:

@@ -86,10 +86,14 @@ class FunctionModel(Model):  # type: ignore[misc]
         headers: dict[str, str] | None = None,
         verb: InferenceVerb = InferenceVerb.PREDICT,
     ) -> tuple[InferResponse, dict[str, str]]:
+        return await self.infer(body), {}
+
+    async def infer(self, request: Any, priority: int = SYNC) -> InferResponse:
+        """Every path (REST, gRPC, events) comes here: counted by outcome and timed."""
         started = time.perf_counter()
         outcome = "ok"
         try:
-            return await self.infer(body), {}
+            return await self._infer(request, priority)
         except WakeserveError as exc:
             outcome = exc.code
             raise
@@ -100,7 +104,7 @@ class FunctionModel(Model):  # type: ignore[misc]
             self.metrics.requests.labels(self.name, outcome).inc()
             self.metrics.latency.labels(self.name).observe(time.perf_counter() - started)
 
-    async def infer(self, request: Any, priority: int = SYNC) -> InferResponse:
+    async def _infer(self, request: Any, priority: int) -> InferResponse:
         """Validate, queue for the next batch, and encode the v2 response (always with an id)."""
         if not self.ready:
             raise NotReadyError(f"model {self.name} is still loading")

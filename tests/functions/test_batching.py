@@ -181,9 +181,7 @@ def test_sync_requests_go_before_queued_events_and_events_are_capped_while_sync_
             return {"y": inputs["x"]}
 
         with ThreadPoolExecutor(1) as pool:
-            batcher = DynamicBatcher(
-                record, pool, max_batch_size=8, max_delay_ms=0, max_queue=64, event_share=0.25
-            )
+            batcher = DynamicBatcher(record, pool, max_batch_size=8, max_delay_ms=0, max_queue=64, event_share=0.25)
             first = asyncio.create_task(batcher.submit({"x": np.full((1, 1), -1, np.float32)}, SYNC))
             await asyncio.sleep(0.02)  # the first batch is running (blocked on the gate)
             events = [
