@@ -282,3 +282,97 @@ def test_predictor_cloudevents_route_replies_in_binary_mode(event_stack, embedde
     assert bad.json()["code"] == "invalid_input"
     not_an_event = httpx.post(url, content=body, headers={"content-type": "application/json"})
     assert not_an_event.status_code == 400 and "not a CloudEvent" in not_an_event.json()["error"]
+
+
+def test_same_key_events_are_answered_in_order(event_stack, producer, embedder):
+    events = [
+        request_event("embedder", data=texts_payload([f"ordered {i}"]), partitionkey="one-key") for i in range(40)
+    ]
+    collector = Collector(event_stack.settings, event_stack.settings.results_topic)
+    try:
+        produce(producer, event_stack.settings.topics.requests("embedder"), events)
+        collector.wait_for({e.id for e in events})
+        order = [e.get("requestid") for e in collector.events() if e.get("partitionkey") == "one-key"]
+    finally:
+        collector.close()
+    assert order == [e.id for e in events]
+
+
+def test_dispatch_calls_a_remote_predictor_and_retries_until_it_is_ready(event_stack, producer, tmp_path):
+    """`wakeserve dispatch` starts before its target: refused connections and 503s are retried, 400s are not."""
+    import sys
+
+    from events.embedded import ChildProcess
+
+    port = free_port()
+    target = ChildProcess(
+        "target",
+        [sys.executable, "-m", "wakeserve", "serve", "embedder", "--http-port", str(port), "--grpc-port", "0"],
+        log_path=tmp_path / "target.log",
+    )
+    dispatcher = ChildProcess(
+        "dispatch",
+        [sys.executable, "-m", "wakeserve", "dispatch", "embedder", "--target-url", f"http://127.0.0.1:{port}"],
+        env={
+            **event_stack.env,
+            "WAKESERVE_MAX_ATTEMPTS": "100",
+            "WAKESERVE_RETRY_MAX_MS": "500",
+            "WAKESERVE_TOPIC_PREFIX": "dispatchtest",
+        },
+        log_path=tmp_path / "dispatch.log",
+    )
+    topic = "dispatchtest.embedder.requests"
+    ensure_topics(event_stack.settings, [topic])
+    events = [request_event("embedder", data=texts_payload([f"remote {i}"])) for i in range(20)]
+    bad = request_event(
+        "embedder", data=orjson.dumps({"inputs": [{"name": "nope", "datatype": "BYTES", "shape": [1], "data": ["x"]}]})
+    )
+    collector = Collector(event_stack.settings, event_stack.settings.results_topic)
+    try:
+        produce(producer, topic, [*events, bad])
+        replies = collector.wait_for({e.id for e in events} | {bad.id}, timeout=180)
+        target_was_late = "ready" in (tmp_path / "target.log").read_text()
+        retried = "retrying event" in (tmp_path / "dispatch.log").read_text()
+    finally:
+        collector.close()
+        dispatcher.stop()
+        target.stop()
+    assert target_was_late and retried
+    for event in events:
+        (reply,) = replies[event.id]
+        assert reply.type == contract.RESULT_TYPE and reply.get("modelversion") == "all-MiniLM-L6-v2"
+        assert orjson.loads(reply.data)["outputs"][0]["shape"] == [1, 384]
+    (error,) = replies[bad.id]
+    assert orjson.loads(error.data)["code"] == "invalid_input"
+    assert "unexpected input 'nope'" in orjson.loads(error.data)["message"]
+
+
+def test_cli_post_waits_for_and_prints_the_result(event_stack, classifier):
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, **event_stack.env}
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wakeserve",
+            "post",
+            "classifier",
+            "--text",
+            "I was charged twice this month",
+            "--wait",
+            "--timeout",
+            "60",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    posted = json.loads(out.stdout.splitlines()[0])
+    assert posted["dataref"].startswith(f"s3://{event_stack.settings.payload_buckets}/")
+    result = json.loads("\n".join(out.stdout.splitlines()[1:]))
+    assert result["requestid"] == posted["posted"] and result["type"] == contract.RESULT_TYPE
+    assert result["data"]["outputs"][0]["data"] == ["billing"]
