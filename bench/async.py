@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import threading
 import time
 import uuid
@@ -28,7 +27,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from bench.sync import raw_throughput
 from events import cloudevent, contract
 from events.cloudevent import CloudEvent
-from events.embedded import ChildProcess, free_port, http_ok, start_kafka, start_s3
+from events.embedded import ChildProcess, free_port, http_ok, replica_argv, start_kafka, start_s3
 from events.kafka import ensure_topics
 from events.s3 import make_s3_client
 from events.settings import EventSettings
@@ -110,20 +109,7 @@ def end_to_end(settings: EventSettings, function: str, n: int, make_body, log_di
     http = free_port()
     replica = ChildProcess(
         f"{function}-consumer",
-        [
-            sys.executable,
-            "-m",
-            "wakeserve",
-            "serve",
-            function,
-            "--http-port",
-            str(http),
-            "--grpc-port",
-            "0",
-            "--consume",
-            "--log-level",
-            "WARNING",
-        ],
+        replica_argv(function, http, 0, "--consume", "--log-level", "WARNING"),
         env=env,
         log_path=log_dir / f"{function}-consumer.log",
     )
@@ -201,20 +187,7 @@ def mixed_load(settings: EventSettings, n: int, log_dir: Path, env: dict[str, st
     http = free_port()
     replica = ChildProcess(
         "embedder-mixed",
-        [
-            sys.executable,
-            "-m",
-            "wakeserve",
-            "serve",
-            "embedder",
-            "--http-port",
-            str(http),
-            "--grpc-port",
-            "0",
-            "--consume",
-            "--log-level",
-            "WARNING",
-        ],
+        replica_argv("embedder", http, 0, "--consume", "--log-level", "WARNING"),
         env=env,
         log_path=log_dir / "embedder-mixed.log",
     )

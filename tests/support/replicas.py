@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from events.embedded import ChildProcess, free_port
+from events.embedded import ChildProcess, free_port, replica_argv
 
 
 @dataclass
@@ -37,18 +36,7 @@ def start_replica(
     function: str, tmp: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
 ) -> Replica:
     http_port, grpc_port = free_port(), free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "wakeserve",
-        "serve",
-        function,
-        "--http-port",
-        str(http_port),
-        "--grpc-port",
-        str(grpc_port),
-        *args,
-    ]
+    argv = replica_argv(function, http_port, grpc_port, *args)
     process = ChildProcess(f"replica-{function}", argv, env=env, log_path=tmp / f"{function}-{http_port}.log")
     replica = Replica(process, http_port, grpc_port)
     deadline = time.monotonic() + timeout
