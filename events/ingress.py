@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Sequence
 
 from kafka import KafkaProducer
 from starlette.applications import Starlette
@@ -27,8 +28,15 @@ log = logging.getLogger(__name__)
 class Ingress:
     """Validates events against the contract and produces them to ``<prefix>.<model>.requests``."""
 
-    def __init__(self, producer: KafkaProducer, settings: EventSettings, functions: frozenset[str]) -> None:
+    def __init__(
+        self,
+        producer: KafkaProducer,
+        settings: EventSettings,
+        functions: frozenset[str],
+        on_accepted: Callable[[Sequence[contract.InferenceRequest]], None] | None = None,
+    ) -> None:
         self.producer = producer
+        self.on_accepted = on_accepted
         self.settings = settings
         self.functions = functions
         self.max_body = settings.max_inline_event_bytes * 16
@@ -67,6 +75,8 @@ class Ingress:
         except WakeserveError as exc:
             headers = {"retry-after": "1"} if exc.retryable else None
             return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
+        if self.on_accepted is not None:
+            self.on_accepted(requests)
         return JSONResponse({"accepted": [r.id for r in requests]}, status_code=202)
 
 

@@ -82,14 +82,86 @@ def _add_async(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     _add_kafka(p)
 
 
+def _add_up(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("up", help="run everything on this machine, every function scaled to zero")
+    p.add_argument("--host", help="bind address of the gateway, scaler and embedded servers (default 127.0.0.1)")
+    p.add_argument("--http-port", type=int, help="gateway port (default 8080)")
+    p.add_argument("--kafka-port", type=int, help="embedded Kafka broker port (default 9092)")
+    p.add_argument("--s3-port", type=int, help="embedded S3 server port (default 9000)")
+    p.add_argument("--scaler-port", type=int, help="KEDA external scaler gRPC port (default 9090; 0 disables)")
+    p.add_argument("--manifests", help="directory with the InferenceServices and ScaledObjects (manifests/base)")
+    p.add_argument("--functions", help="comma-separated functions to run (default: all in the manifests)")
+    p.add_argument("--state-dir", help="where logs go (default .wakeserve)")
+    p.add_argument("--hold-timeout-s", type=float, help="how long a request waits for a waking function")
+    p.add_argument("--max-held", type=int, help="requests held per function while it wakes")
+    p.add_argument("--kafka-bootstrap", help="use this Kafka instead of starting the embedded broker")
+    p.add_argument("--s3-endpoint", help="use this S3 endpoint instead of starting the embedded server")
+    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--quiet", action="store_true", help="no live status table")
+    g = p.add_argument_group("overrides of the manifests (experiments and tests)")
+    g.add_argument("--stable-window", type=float, dest="stable_window_s", help="KPA stable window, seconds")
+    g.add_argument("--scale-to-zero-grace", type=float, dest="scale_to_zero_grace_s", help="seconds")
+    g.add_argument("--cooldown-period", type=float, dest="cooldown_period_s", help="KEDA cooldownPeriod, seconds")
+    g.add_argument("--polling-interval", type=float, dest="polling_interval_s", help="KEDA pollingInterval, seconds")
+    g.add_argument("--max-replicas", type=int, help="maximum replicas of every function")
+    g.add_argument("--scale-target", type=float, help="KPA per-replica concurrency target")
+    g.add_argument("--lag-threshold", type=int, help="KEDA lagThreshold")
+    p = sub.add_parser("status", help="show the replicas, in-flight requests and lag of a running `wakeserve up`")
+    p.add_argument("--url", help="gateway URL (default http://127.0.0.1:$WAKESERVE_HTTP_PORT or :8080)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _up(args: argparse.Namespace) -> int:
+    import asyncio
+    import dataclasses
+    import logging
+
+    from wakeserve.manifests import ManifestError, load_functions
+    from wakeserve.settings import UpSettings
+    from wakeserve.up import Overrides, Runtime
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = UpSettings(**{k: v for k, v in vars(args).items() if k in UpSettings.model_fields and v is not None})
+    try:
+        functions = load_functions(settings.manifests)
+    except ManifestError as exc:
+        print(f"wakeserve up: {exc}", file=sys.stderr)
+        return 2
+    if settings.functions:
+        wanted = [f.strip() for f in settings.functions.split(",") if f.strip()]
+        unknown = sorted(set(wanted) - set(functions))
+        if unknown:
+            print(f"wakeserve up: not in {settings.manifests}: {', '.join(unknown)}", file=sys.stderr)
+            return 2
+        functions = {name: functions[name] for name in wanted}
+    fields = {f.name for f in dataclasses.fields(Overrides)}
+    overrides = Overrides(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
+    functions = {name: overrides.apply(m) for name, m in functions.items()}
+    return asyncio.run(Runtime(settings, _event_settings(args), functions, quiet=args.quiet).run())
+
+
+def _status(args: argparse.Namespace) -> int:
+    from wakeserve import status
+    from wakeserve.settings import UpSettings
+
+    settings = UpSettings()
+    token = settings.gateway_token.get_secret_value() if settings.gateway_token else None
+    return status.command(args.url or f"http://127.0.0.1:{settings.http_port}", token, args.json)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wakeserve", description="Event-driven, scale-to-zero model inference.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
     _add_async(sub)
+    _add_up(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "up":
+        return _up(args)
+    if args.command == "status":
+        return _status(args)
     from wakeserve import async_commands
 
     return int(getattr(async_commands, args.command)(args, _event_settings(args)))

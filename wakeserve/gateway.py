@@ -1,0 +1,150 @@
+"""The gateway on one port: ``/v2/...`` for every function (through the activator) and ``POST /events``.
+
+With a gateway token configured, every route except the gateway's own health checks needs
+``Authorization: Bearer <token>``; without it the answer is 401 and nothing reaches a replica or the broker.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from events.errors import PayloadTooLargeError, TransientError, WakeserveError
+from events.ingress import Ingress
+from wakeserve.activator import Activator
+
+log = logging.getLogger(__name__)
+
+# Hop-by-hop and per-connection headers are not forwarded; neither is the gateway's own credential.
+_DROP_REQUEST = {"host", "connection", "keep-alive", "transfer-encoding", "content-length", "authorization", "te"}
+_DROP_RESPONSE = {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"}
+OPEN_PATHS = frozenset({"/healthz", "/v2/health/live", "/v2/health/ready"})
+
+
+def error_response(exc: WakeserveError) -> JSONResponse:
+    headers = {"retry-after": "1"} if exc.retryable else None
+    return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
+
+
+class BearerAuth:
+    """ASGI middleware: 401 unless the request carries the gateway token (constant-time comparison)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        supplied = dict(scope["headers"]).get(b"authorization", b"")
+        if hmac.compare_digest(supplied, self.expected):
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"error": "missing or wrong bearer token", "code": "unauthorized"}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b'Bearer realm="wakeserve"'),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class Gateway:
+    """Forwards v2 calls to replicas chosen by the activator and hosts the event ingress."""
+
+    def __init__(
+        self,
+        activator: Activator,
+        ingress: Ingress | None,
+        client: httpx.AsyncClient,
+        status: Callable[[], dict[str, Any]],
+        *,
+        max_body_bytes: int = 64 * 1024 * 1024,
+        attempts: int = 3,
+    ) -> None:
+        self.activator = activator
+        self.ingress = ingress
+        self.client = client
+        self.status = status
+        self.max_body_bytes = max_body_bytes
+        self.attempts = attempts
+
+    async def _body(self, request: Request) -> bytes:
+        declared = int(request.headers.get("content-length") or 0)
+        if declared > self.max_body_bytes:
+            raise PayloadTooLargeError(f"request body is over {self.max_body_bytes} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise PayloadTooLargeError(f"request body is over {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def model(self, request: Request) -> Response:
+        function = request.path_params["name"]
+        try:
+            body = await self._body(request)
+            headers = {k: v for k, v in request.headers.items() if k not in _DROP_REQUEST}
+            path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            # Inference is a pure function of its input, so a request that died with its replica is resent.
+            for attempt in range(1, self.attempts + 1):
+                async with self.activator.replica(function) as replica:
+                    try:
+                        upstream = await self.client.request(
+                            request.method, replica.url + path, content=body, headers=headers
+                        )
+                    except httpx.TransportError as exc:
+                        log.warning("%s-%d: %s (attempt %d)", function, replica.index, exc, attempt)
+                        self.activator.pools[function].report_failure(replica)
+                        if attempt == self.attempts:
+                            raise TransientError(f"replicas of {function!r} failed: {type(exc).__name__}") from exc
+                        continue
+                kept = {k: v for k, v in upstream.headers.items() if k not in _DROP_RESPONSE}
+                return Response(upstream.content, status_code=upstream.status_code, headers=kept)
+        except WakeserveError as exc:
+            return error_response(exc)
+        raise AssertionError("unreachable")
+
+    async def events(self, request: Request) -> Response:
+        if self.ingress is None:
+            return JSONResponse({"error": "this gateway has no event ingress"}, status_code=404)
+        return await self.ingress.post(request)
+
+    async def health(self, _: Request) -> JSONResponse:
+        return JSONResponse({"live": True, "ready": True})
+
+    async def status_route(self, _: Request) -> JSONResponse:
+        return JSONResponse(self.status())
+
+    def app(self, token: str | None = None) -> ASGIApp:
+        methods = ["GET", "POST"]
+        app = Starlette(
+            routes=[
+                Route("/v2/health/live", self.health, methods=["GET"]),
+                Route("/v2/health/ready", self.health, methods=["GET"]),
+                Route("/healthz", self.health, methods=["GET"]),
+                Route("/v2/models/{name}", self.model, methods=methods),
+                Route("/v2/models/{name}/{rest:path}", self.model, methods=methods),
+                Route("/events", self.events, methods=["POST"]),
+                Route("/wakeserve/status", self.status_route, methods=["GET"]),
+            ]
+        )
+        return BearerAuth(app, token) if token else app
