@@ -7,10 +7,15 @@ from pathlib import Path
 
 from events.settings import EventSettings
 from functions.settings import PredictorSettings
+from scalers.external import ScalerSettings
 from wakeserve.settings import UpSettings
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
-FIELDS = {f"WAKESERVE_{name.upper()}" for cls in (PredictorSettings, EventSettings, UpSettings) for name in cls.model_fields}
+FIELDS = {
+    f"WAKESERVE_{name.upper()}"
+    for cls in (PredictorSettings, EventSettings, UpSettings, ScalerSettings)
+    for name in cls.model_fields
+}
 
 
 def test_documented_variables_are_fields_and_fields_are_documented():

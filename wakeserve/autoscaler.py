@@ -17,9 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from scalers.keda import KafkaLag, KedaScaler, LagReport, PartitionOffsets, ScaleDecision, ScaledObjectSpec
 from scalers.kpa import Kpa, KpaDecision
-
-from scalers.keda import KafkaLag, KedaScaler, LagReport, PartitionOffsets, ScaleDecision
 from wakeserve.manifests import FunctionManifest
 from wakeserve.pool import ReplicaPool
 
@@ -63,7 +62,9 @@ class FunctionAutoscaler:
         self.fast_poll_s = fast_poll_s
         self.clock = clock
         self.kpa = Kpa(manifest.kpa)
-        self.keda = KedaScaler(manifest.trigger, manifest.scaled_object) if manifest.trigger else None
+        self.keda = (
+            KedaScaler(manifest.trigger, manifest.scaled_object or ScaledObjectSpec()) if manifest.trigger else None
+        )
         self._lag = KafkaLag(manifest.trigger) if manifest.trigger else None
         # A separate calculator for the zero-watch so it does not disturb excludePersistentLag's memory.
         self._watch_lag = KafkaLag(manifest.trigger) if manifest.trigger else None

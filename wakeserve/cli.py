@@ -7,6 +7,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from wakeserve import scaler_command
+
 if TYPE_CHECKING:
     from events.settings import EventSettings
 
@@ -30,6 +32,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import time
+
+    entered_at = time.time()
     # kserve parses sys.argv when imported; keep our flags away from its parser.
     sys.argv = sys.argv[:1]
     from functions import catalog, replica
@@ -41,7 +46,7 @@ def _serve(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in vars(args).items() if k in PredictorSettings.model_fields and v is not None}
     settings = PredictorSettings(**overrides)
     events = _event_settings(args)
-    return replica.run(args.function, settings, events, consume_events=args.consume)
+    return replica.run(args.function, settings, events, consume_events=args.consume, entered_at=entered_at)
 
 
 def _event_settings(args: argparse.Namespace) -> EventSettings:
@@ -155,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_serve(sub)
     _add_async(sub)
     _add_up(sub)
+    scaler_command.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
@@ -162,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _up(args)
     if args.command == "status":
         return _status(args)
+    if args.command == "scaler":
+        return scaler_command.run(args)
     from wakeserve import async_commands
 
     return int(getattr(async_commands, args.command)(args, _event_settings(args)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import signal
@@ -218,16 +219,20 @@ class Runtime:
                     log_dir=s.state_dir / "logs",
                     client=client,
                 )
+
+            def held(function: str) -> None:
+                self.scalers[function].poke()
+
             self.activator = Activator(
                 self.pools,
-                lambda f: self.scalers[f].poke(),
+                held,
                 hold_timeout_s=s.hold_timeout_s,
                 max_held=s.max_held,
                 container_concurrency={n: m.kpa.container_concurrency for n, m in self.functions.items()},
             )
             for name, manifest in self.functions.items():
                 self.scalers[name] = FunctionAutoscaler(
-                    manifest, self.pools[name], lambda n=name: self.activator.concurrency(n), reader
+                    manifest, self.pools[name], functools.partial(self.activator.concurrency, name), reader
                 )
 
             def woke_by_events(requests: Any) -> None:
@@ -269,10 +274,11 @@ class Runtime:
             await asyncio.to_thread(reader.close)
 
     async def _scaler(self, stop: asyncio.Event) -> None:
-        from scalers.external import start_scaler_server
+        from scalers.external import ScalerSettings, start_scaler_server
 
-        server, _ = await start_scaler_server(self.events.kafka_config(), self.settings.host, self.settings.scaler_port)
+        settings = ScalerSettings(scaler_host=self.settings.host, scaler_port=self.settings.scaler_port)
+        scaler = await start_scaler_server(self.events, settings)
         try:
             await stop.wait()
         finally:
-            await server.stop(grace=1)
+            await scaler.stop(1.0)

@@ -65,7 +65,7 @@ def test_everything_starts_at_zero(up: UpProcess) -> None:
 
 
 def test_without_the_token_nothing_reaches_a_replica_or_the_broker(up: UpProcess) -> None:
-    infer = httpx.post(f"{up.url}/v2/models/embedder/infer", json=text_request(["hi"]), timeout=10)
+    infer = httpx.post(f"{up.url}/v2/models/embedder/infer", content=text_request(["hi"]), timeout=10)
     event = request_event("embedder", data=text_request(["hi"]))
     headers, body = cloudevent.to_http(event)
     posted = httpx.post(f"{up.url}/events", content=body, headers=headers, timeout=10)
@@ -85,7 +85,7 @@ def test_http_at_zero_wakes_the_classifier_and_50_concurrent_requests_are_answer
 
     async def call(client: httpx.AsyncClient, i: int) -> tuple[int, str, str]:
         text, label = phrases[i % 2]
-        r = await client.post(f"{up.url}/v2/models/classifier/infer", json=text_request([text]))
+        r = await client.post(f"{up.url}/v2/models/classifier/infer", content=text_request([text]))
         return r.status_code, r.json()["outputs"][0]["data"][0] if r.status_code == 200 else r.text, label
 
     async def burst() -> list[tuple[int, str, str]]:

@@ -27,6 +27,7 @@ metadata:
   annotations:
     autoscaling.knative.dev/target-utilization-percentage: "100"
     autoscaling.knative.dev/window: "6s"
+    autoscaling.knative.dev/initial-scale: "0"
 spec:
   predictor:
     minReplicas: 0
