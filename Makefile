@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 up: install
-	$(BIN)/wakeserve serve classifier
+	$(BIN)/wakeserve up
 
 test: install
 	$(BIN)/python -m pytest

@@ -73,7 +73,10 @@ def post(args: argparse.Namespace, settings: EventSettings) -> int:
     results = client.results_consumer(settings, from_beginning=False) if args.wait else None
     try:
         if args.ingress_url:
-            client.post_http(args.ingress_url, event)
+            from wakeserve.settings import UpSettings
+
+            token = UpSettings().gateway_token
+            client.post_http(args.ingress_url, event, token.get_secret_value() if token else None)
         else:
             client.post_kafka(settings, event)
         print(json.dumps({"posted": event.id, "dataref": event.get("dataref")}), flush=True)

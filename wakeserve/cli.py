@@ -35,6 +35,9 @@ def _serve(args: argparse.Namespace) -> int:
     import time
 
     entered_at = time.time()
+    from functions.startup import hold_gc
+
+    hold_gc()  # until the replica is ready: the imports below and the weights are long-lived
     # kserve parses sys.argv when imported; keep our flags away from its parser.
     sys.argv = sys.argv[:1]
     from functions import catalog, replica

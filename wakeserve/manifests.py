@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from scalers.kpa import KpaSpec
 
 from scalers.keda import KafkaTrigger, ScaledObjectSpec
+from scalers.kpa import KpaSpec
 
 FUNCTION_LABEL = "wakeserve.dev/function"
 
@@ -73,6 +73,15 @@ def _function_of(doc: Mapping[str, Any]) -> str | None:
     return target.removesuffix("-predictor") if target.endswith("-predictor") else None
 
 
+def cpu_quantity(raw: object) -> float:
+    """A Kubernetes CPU quantity ("2", "0.5", "500m") in cores."""
+    text = str(raw).strip()
+    try:
+        return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    except ValueError:
+        raise ManifestError(f"not a CPU quantity: {raw!r}") from None
+
+
 def _container_env(isvc: Mapping[str, Any]) -> dict[str, str]:
     containers = ((isvc.get("spec") or {}).get("predictor") or {}).get("containers") or []
     env: dict[str, str] = {}
@@ -81,6 +90,10 @@ def _container_env(isvc: Mapping[str, Any]) -> dict[str, str]:
             # Only literal values: references to Secrets/ConfigMaps are resolved by the cluster, not here.
             if "value" in item and str(item.get("name", "")).startswith("WAKESERVE_"):
                 env[str(item["name"])] = str(item["value"])
+        cpu = ((container.get("resources") or {}).get("requests") or {}).get("cpu")
+        if cpu is not None and "WAKESERVE_TORCH_THREADS" not in env:
+            # One torch thread per requested CPU: replicas sharing a machine must not oversubscribe it.
+            env["WAKESERVE_TORCH_THREADS"] = str(max(1, int(cpu_quantity(cpu))))
     return env
 
 

@@ -51,8 +51,11 @@ def test_the_repository_manifests_give_each_function_its_parameters() -> None:
         assert f.trigger.lag_threshold == 64 and f.trigger.offset_reset_policy == "earliest"
         assert f.scaled_object.polling_interval_s == 15 and f.scaled_object.cooldown_period_s == 120
         assert (f.min_replicas, f.max_replicas) == (0, 4)
-    assert functions["classifier"].env == {"WAKESERVE_MODEL_URI": "s3://wakeserve-models/classifier/v1"}
-    assert functions["embedder"].env == {}
+    assert functions["classifier"].env == {
+        "WAKESERVE_MODEL_URI": "s3://wakeserve-models/classifier/v1",
+        "WAKESERVE_TORCH_THREADS": "1",
+    }
+    assert functions["embedder"].env == {"WAKESERVE_TORCH_THREADS": "1"}
 
 
 @pytest.mark.parametrize(
@@ -118,6 +121,24 @@ def test_only_literal_wakeserve_variables_are_passed_to_replicas(tmp_path: Path)
     ]
     (tmp_path / "a.yaml").write_text(yaml.safe_dump_all([doc]))
     assert load_functions(tmp_path)["a"].env == {"WAKESERVE_MODEL_URI": "s3://b/k"}
+
+
+@pytest.mark.parametrize(
+    ("resources", "env", "threads"),
+    [
+        pytest.param({}, [], None, id="no-request"),
+        pytest.param({"requests": {"cpu": "2"}}, [], "2", id="whole-cpus"),
+        pytest.param({"requests": {"cpu": "500m"}}, [], "1", id="millicores-at-least-one"),
+        pytest.param({"requests": {"cpu": 1.5}}, [], "1", id="fraction-rounds-down"),
+        pytest.param(
+            {"requests": {"cpu": "4"}}, [{"name": "WAKESERVE_TORCH_THREADS", "value": "3"}], "3", id="explicit-wins"
+        ),
+    ],
+)
+def test_torch_threads_follow_the_cpu_request(resources: dict[str, Any], env: list[Any], threads: str | None) -> None:
+    doc = isvc("a")
+    doc["spec"]["predictor"]["containers"] = [{"name": "kserve-container", "resources": resources, "env": env}]
+    assert parse_functions([("a.yaml", doc)])["a"].env.get("WAKESERVE_TORCH_THREADS") == threads
 
 
 @pytest.mark.parametrize(
