@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from events import cloudevent
 from events.errors import InvalidEventError, WakeserveError
-from events.processor import EventProcessor
+
+if TYPE_CHECKING:
+    from events.processor import EventProcessor
 
 
-def add_cloudevents_route(app: FastAPI, processor: EventProcessor) -> None:
+def add_cloudevents_route(app: FastAPI, processor: Callable[[], Awaitable[EventProcessor]]) -> None:
     """``POST /cloudevents``: one request event in (binary or structured), the reply event out in binary mode.
 
     A Knative Trigger delivers here; the reply (result or error event, always 200) is routed on by the broker.
+    ``processor`` gives the event processor, which may still be being built.
     """
 
     async def handle(request: Request) -> Response:
@@ -24,7 +30,7 @@ def add_cloudevents_route(app: FastAPI, processor: EventProcessor) -> None:
                 raise InvalidEventError("send one event per request to this route, not a batch")
         except WakeserveError as exc:
             return JSONResponse(exc.to_json(), status_code=exc.status)
-        outcome = await processor.process(events[0])
+        outcome = await (await processor()).process(events[0])
         headers, content = cloudevent.to_http(outcome.reply)
         return Response(content=content, status_code=200, headers=headers)
 

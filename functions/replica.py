@@ -1,15 +1,20 @@
-"""Assemble and run one replica of one function from its settings (the body of ``wakeserve serve``)."""
+"""Assemble and run one replica of one function from its settings (the body of ``wakeserve serve``).
+
+Only what the first inference response needs is on the cold-start path: the event machinery (Kafka client,
+S3 client for payloads) is imported and built in a thread once the replica is ready or an event arrives.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
 from events.settings import EventSettings
-from events.worker import build_processor, consume
 from functions import artifacts, catalog
 from functions.event_invoker import InProcessInvoker
 from functions.events_bridge import add_cloudevents_route
@@ -17,6 +22,10 @@ from functions.metrics import PredictorMetrics
 from functions.runtime import FunctionModel
 from functions.server import PredictorServer
 from functions.settings import PredictorSettings
+from functions.startup import StartupTimeline, resume_gc
+
+if TYPE_CHECKING:
+    from events.processor import EventProcessor
 
 
 def build_model(name: str, settings: PredictorSettings, metrics: PredictorMetrics) -> FunctionModel:
@@ -44,9 +53,48 @@ def artifact_resolver(model: FunctionModel, settings: PredictorSettings) -> Path
     return artifacts.resolve(settings.model_uri, settings.model_cache_dir, client)
 
 
+class DeferredProcessor:
+    """The event processor, built once in a thread on first use; a failed build is retried on the next."""
+
+    def __init__(self, build: Callable[[], EventProcessor]) -> None:
+        self._build = build
+        self._task: asyncio.Future[EventProcessor] | None = None
+
+    async def get(self) -> EventProcessor:
+        if self._task is None or (self._task.done() and self._task.exception() is not None):
+            self._task = asyncio.ensure_future(asyncio.to_thread(self._build))
+        return await asyncio.shield(self._task)
+
+
+async def requests_served_first(model: FunctionModel, quiet_s: float = 0.05, at_most_s: float = 1.0) -> None:
+    """Return once ``model`` has had no request queued or running for ``quiet_s``, or after ``at_most_s``.
+
+    Requests that waited for the replica to wake (a gateway holding them) should not share the GIL with the
+    ~0.3 s of Python it takes to import and build the Kafka and S3 clients.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + at_most_s
+    quiet_since = loop.time()
+    while loop.time() < deadline:
+        if model.batcher.depth:
+            quiet_since = loop.time()
+        elif loop.time() - quiet_since >= quiet_s:
+            return
+        await asyncio.sleep(0.005)
+
+
 def run(
-    name: str, settings: PredictorSettings, events: EventSettings | None = None, consume_events: bool = False
+    name: str,
+    settings: PredictorSettings,
+    events: EventSettings | None = None,
+    consume_events: bool = False,
+    entered_at: float | None = None,
 ) -> int:
+    """Serve ``name`` until SIGTERM; ``entered_at`` is when the command began, for the startup timeline."""
+    startup = StartupTimeline()
+    if entered_at is not None:
+        startup.mark("entry", entered_at)
+    startup.mark("imports")
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.torch_threads:
         import torch
@@ -62,15 +110,29 @@ def run(
         grpc_port=settings.grpc_port,
         grace_period_s=settings.grace_period_s,
         max_body_bytes=settings.max_body_bytes,
+        startup=startup,
     )
-    events = events or EventSettings()
-    processor = build_processor(frozenset([name]), InProcessInvoker({name: model}), events)
-    add_cloudevents_route(server.rest_app, processor)
+    event_settings = events or EventSettings()
+
+    def build() -> EventProcessor:
+        from events.worker import build_processor
+
+        return build_processor(frozenset([name]), InProcessInvoker({name: model}), event_settings)
+
+    processor = DeferredProcessor(build)
+    add_cloudevents_route(server.rest_app, processor.get)
 
     async def consumer(stop: asyncio.Event) -> None:
-        await consume(name, processor, events, stop)
+        await requests_served_first(model)
+        from events.worker import consume
 
-    serve = server.serve({name: lambda: artifact_resolver(model, settings)}, consumer if consume_events else None)
+        await consume(name, await processor.get(), event_settings, stop)
+
+    serve = server.serve(
+        {name: lambda: artifact_resolver(model, settings)},
+        consumer if consume_events else None,
+        on_ready=resume_gc,
+    )
     try:
         import uvloop
     except ImportError:

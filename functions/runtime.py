@@ -60,13 +60,21 @@ class FunctionModel(Model):  # type: ignore[misc]
     def version(self) -> str:
         return self.function.version
 
-    async def load_async(self, resolve_artifacts: Callable[[], Path | None]) -> None:
-        """Fetch artifacts, load and warm up off the loop; only then report ready."""
+    async def load_async(
+        self, resolve_artifacts: Callable[[], Path | None], on_phase: Callable[[str], object] = lambda _: None
+    ) -> None:
+        """Fetch artifacts, load and warm up off the loop; only then report ready.
+
+        ``on_phase`` is told when each step is done: ``artifacts``, ``load``, ``warmup``.
+        """
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         artifacts = await loop.run_in_executor(self._executor, resolve_artifacts)
+        on_phase("artifacts")
         await loop.run_in_executor(self._executor, self.function.load, artifacts)
+        on_phase("load")
         await loop.run_in_executor(self._executor, self.function.infer, self.function.warmup_inputs())
+        on_phase("warmup")
         self.ready = True
         log.info("model %s version %s ready in %.2fs", self.name, self.version, time.monotonic() - started)
 

@@ -38,10 +38,12 @@ from pydantic import ValidationError
 from events.errors import InvalidInputError
 from functions.rest import V2InferRoute
 from functions.runtime import FunctionModel
+from functions.startup import StartupTimeline
 from functions.transport_errors import GrpcErrorInterceptor, install_http_handlers
 
 log = logging.getLogger(__name__)
 GRPC_MAX_MESSAGE = 64 * 1024 * 1024
+MAX_STARTUP_WAIT_S = 600.0
 
 
 class ReplicaDataPlane(DataPlane):  # type: ignore[misc]
@@ -73,8 +75,8 @@ class ReplicaDataPlane(DataPlane):  # type: ignore[misc]
         return model
 
 
-def build_app(dataplane: DataPlane, registry: CollectorRegistry) -> FastAPI:
-    """The REST application: v2 routes, /metrics, and the error translation."""
+def build_app(dataplane: DataPlane, registry: CollectorRegistry, startup: StartupTimeline) -> FastAPI:
+    """The REST application: v2 routes, /metrics, /wakeserve/startup and the error translation."""
     # KServe's v2 routes build their responses with orjson, as plain KServe does; FastAPI 0.16x flags it.
     warnings.filterwarnings("ignore", category=FastAPIDeprecationWarning)
     app = FastAPI(title="wakeserve predictor", docs_url=None, redoc_url=None, default_response_class=ORJSONResponse)
@@ -83,7 +85,15 @@ def build_app(dataplane: DataPlane, registry: CollectorRegistry) -> FastAPI:
         encoder, content_type = exposition.choose_encoder(request.headers.get("accept", ""))
         return Response(content=encoder(registry), headers={"content-type": content_type})
 
+    async def startup_phases(wait: float = 0.0) -> dict[str, Any]:
+        # A starting replica's caller can wait here with one request instead of polling readiness, which
+        # takes the GIL from the loading thread on every poll.
+        if wait > 0:
+            await startup.wait_ready(min(wait, MAX_STARTUP_WAIT_S))
+        return startup.report()
+
     app.add_api_route("/metrics", metrics, methods=["GET"])
+    app.add_api_route("/wakeserve/startup", startup_phases, methods=["GET"])
     app.add_api_route("/", dataplane.live, methods=["GET"])
     register_v2_endpoints(app, dataplane, ModelRepositoryExtension(model_registry=dataplane.model_registry))
     install_http_handlers(app)
@@ -91,7 +101,18 @@ def build_app(dataplane: DataPlane, registry: CollectorRegistry) -> FastAPI:
 
 
 class _Server(uvicorn.Server):
-    """Uvicorn that exits cleanly on SIGTERM/SIGINT instead of re-raising the signal after shutdown."""
+    """Uvicorn that exits cleanly on SIGTERM/SIGINT (not re-raising the signal) and marks ``listening``."""
+
+    def __init__(self, config: uvicorn.Config, startup: StartupTimeline) -> None:
+        super().__init__(config)
+        self.startup_timeline = startup
+        self.listening = asyncio.Event()
+
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.startup_timeline.mark("listening")
+            self.listening.set()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -122,13 +143,15 @@ class PredictorServer:
         grpc_port: int,
         grace_period_s: float = 30.0,
         max_body_bytes: int = 64 * 1024 * 1024,
+        startup: StartupTimeline | None = None,
     ) -> None:
         self.models = models
+        self.startup = startup or StartupTimeline()
         repository = ModelRepository()
         for model in models:
             repository.update(model)
         self.dataplane = ReplicaDataPlane(model_registry=repository)
-        self.rest_app = build_app(self.dataplane, registry)
+        self.rest_app = build_app(self.dataplane, registry, self.startup)
         self.app = V2InferRoute(self.rest_app, self.dataplane, max_body_bytes)
         self.host, self.http_port, self.grpc_port = host, http_port, grpc_port
         self.grace_period_s = grace_period_s
@@ -141,8 +164,9 @@ class PredictorServer:
             access_log=False,
             timeout_graceful_shutdown=int(grace_period_s),
             timeout_keep_alive=65,
+            ws="none",  # the v2 protocol has no websockets; "auto" would import a websocket stack at start
         )
-        self.http = _Server(config)
+        self.http = _Server(config, self.startup)
         self.grpc: aio.Server | None = None
 
     async def _start_grpc(self) -> None:
@@ -181,10 +205,23 @@ class PredictorServer:
                 model.name,
             )
 
-    async def _after_ready(
-        self, loads: list[asyncio.Task[None]], worker: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event
+    async def _when_ready(
+        self,
+        loads: list[asyncio.Task[None]],
+        worker: Callable[[asyncio.Event], Awaitable[None]] | None,
+        stop: asyncio.Event,
+        on_ready: Callable[[], object] | None,
     ) -> None:
+        """Once every model is loaded and the HTTP socket is open: log the startup phases, run ``worker``."""
         await asyncio.gather(*loads)
+        await self.http.listening.wait()
+        self.startup.mark("ready")
+        if on_ready is not None:
+            on_ready()
+        self.startup.log_ready()
+        if worker is None:
+            return
+        self._worker_started = True
         try:
             await worker(stop)
         except Exception as exc:
@@ -196,22 +233,23 @@ class PredictorServer:
         self,
         resolvers: dict[str, Callable[[], Path | None]],
         after_ready: Callable[[asyncio.Event], Awaitable[None]] | None = None,
+        on_ready: Callable[[], object] | None = None,
     ) -> int:
         """Run until SIGTERM/SIGINT; returns the process exit code (1 when loading or a worker failed).
 
-        ``after_ready`` (the event consumer) starts once every model is ready and is asked to stop, and
-        awaited, before the models are released.
+        ``on_ready`` is called once when every model is ready and the HTTP socket is open. ``after_ready``
+        (the event consumer) starts then and is asked to stop, and awaited, before the models are released.
         """
         await self._start_grpc()
+        loop = asyncio.get_running_loop()
         loads = []
         for model in self.models:
-            task = asyncio.get_running_loop().create_task(model.load_async(resolvers[model.name]))
+            task = loop.create_task(model.load_async(resolvers[model.name], self.startup.mark))
             task.add_done_callback(self._load_done)
             loads.append(task)
         stop = asyncio.Event()
-        worker = None
-        if after_ready is not None:
-            worker = asyncio.get_running_loop().create_task(self._after_ready(loads, after_ready, stop))
+        self._worker_started = False
+        when_ready = loop.create_task(self._when_ready(loads, after_ready, stop, on_ready))
         log.info("serving on http://%s:%d (gRPC %s)", self.host, self.http_port, self.grpc_port or "off")
         try:
             await self.http.serve()
@@ -220,8 +258,9 @@ class PredictorServer:
             for task in loads:
                 if not task.done():
                     task.cancel()
-            if worker is not None:
-                await asyncio.gather(worker, return_exceptions=True)
+            if not self._worker_started:
+                when_ready.cancel()
+            await asyncio.gather(when_ready, return_exceptions=True)
             if self.grpc is not None:
                 await self.grpc.stop(grace=self.grace_period_s)
             for model in self.models:

@@ -144,7 +144,11 @@ def _up(args: argparse.Namespace) -> int:
         functions = {name: functions[name] for name in wanted}
     fields = {f.name for f in dataclasses.fields(Overrides)}
     overrides = Overrides(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
-    functions = {name: overrides.apply(m) for name, m in functions.items()}
+    try:
+        functions = {name: overrides.apply(m) for name, m in functions.items()}
+    except ValueError as exc:
+        print(f"wakeserve up: {exc}", file=sys.stderr)
+        return 2
     return asyncio.run(Runtime(settings, _event_settings(args), functions, quiet=args.quiet).run())
 
 

