@@ -305,11 +305,6 @@ def test_dispatch_calls_a_remote_predictor_and_retries_until_it_is_ready(event_s
     from events.embedded import ChildProcess
 
     port = free_port()
-    target = ChildProcess(
-        "target",
-        [sys.executable, "-m", "wakeserve", "serve", "embedder", "--http-port", str(port), "--grpc-port", "0"],
-        log_path=tmp_path / "target.log",
-    )
     dispatcher = ChildProcess(
         "dispatch",
         [sys.executable, "-m", "wakeserve", "dispatch", "embedder", "--target-url", f"http://127.0.0.1:{port}"],
@@ -328,16 +323,22 @@ def test_dispatch_calls_a_remote_predictor_and_retries_until_it_is_ready(event_s
         "embedder", data=orjson.dumps({"inputs": [{"name": "nope", "datatype": "BYTES", "shape": [1], "data": ["x"]}]})
     )
     collector = Collector(event_stack.settings, event_stack.settings.results_topic)
+    target = None
     try:
         produce(producer, topic, [*events, bad])
+        # The target starts only once the dispatcher has met a refused connection and scheduled a retry.
+        dispatcher.wait_until(lambda: "retrying event" in (tmp_path / "dispatch.log").read_text(), 60)
+        target = ChildProcess(
+            "target",
+            [sys.executable, "-m", "wakeserve", "serve", "embedder", "--http-port", str(port), "--grpc-port", "0"],
+            log_path=tmp_path / "target.log",
+        )
         replies = collector.wait_for({e.id for e in events} | {bad.id}, timeout=180)
-        target_was_late = "ready" in (tmp_path / "target.log").read_text()
-        retried = "retrying event" in (tmp_path / "dispatch.log").read_text()
     finally:
         collector.close()
         dispatcher.stop()
-        target.stop()
-    assert target_was_late and retried
+        if target is not None:
+            target.stop()
     for event in events:
         (reply,) = replies[event.id]
         assert reply.type == contract.RESULT_TYPE and reply.get("modelversion") == "all-MiniLM-L6-v2"

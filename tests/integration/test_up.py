@@ -159,11 +159,13 @@ def test_a_killed_replica_is_replaced_and_no_event_is_lost(up: UpProcess) -> Non
         first = [request_event("echo", data=orjson.dumps(echo_request(i))) for i in range(20)]
         post_events(up, first)
         collector.wait_for({e.attributes["id"] for e in first}, timeout=90)
-        pods = [p for p in up.function("echo")["pods"] if p["state"] == "ready"]
-        victim = pods[0]["pid"]
-        crashes = up.function("echo")["crashes"]
         rest = [request_event("echo", data=orjson.dumps(echo_request(i))) for i in range(20, 220)]
         post_events(up, rest[:100])
+        status = up.wait_for(
+            "echo serving", lambda s: any(p["state"] == "ready" for p in s["functions"]["echo"]["pods"])
+        )
+        victim = next(p["pid"] for p in status["functions"]["echo"]["pods"] if p["state"] == "ready")
+        crashes = status["functions"]["echo"]["crashes"]
         os.kill(victim, signal.SIGKILL)
         post_events(up, rest[100:])
         up.wait_for(
