@@ -225,6 +225,39 @@ def summarise(floors: dict[str, list[dict[str, Any]]], replicas: dict[str, list[
     return summary
 
 
+def summarise_wakes(wakes: dict[str, list[dict[str, Any]]], floor_s: float) -> dict[str, Any]:
+    """Medians of the wakes through ``wakeserve up``; parent times count from the request or the produce."""
+    http, events = wakes["http"], wakes["events"]
+
+    def phases(runs: list[dict[str, Any]]) -> dict[str, float]:
+        return _median_phases([r["replica"] for r in runs if r["replica"].get("phases")], "phases")
+
+    first = statistics.median(r["first_response_s"] for r in http)
+    result = statistics.median(r["first_result_s"] for r in events if r["first_result_s"] is not None)
+    decision = statistics.median(r["decision_s"] for r in events if r["decision_s"] is not None)
+    return {
+        "gateway_http_from_zero": {
+            "first_response_s": first,
+            "phases": phases(http),
+            "parent": {
+                "decision": statistics.median(r["decision_s"] for r in http if r["decision_s"] is not None),
+                "first_response": first,
+            },
+            "ratio_to_floor": first / floor_s,
+            "goal": f"first response <= {TARGET_RATIO} x floor = {TARGET_RATIO * floor_s:.2f}s",
+            "met": first <= TARGET_RATIO * floor_s,
+        },
+        "gateway_events_from_zero": {
+            "first_response_s": result,
+            "phases": phases(events),
+            "parent": {"decision": decision, "first_result": result},
+            "decision_s": decision,
+            "goal": f"decision <= 1s and first result <= {TARGET_RATIO} x floor + 1s = {TARGET_RATIO * floor_s + 1:.2f}s",
+            "met": decision <= 1.0 and result <= TARGET_RATIO * floor_s + 1.0,
+        },
+    }
+
+
 def _segments(phases: dict[str, float]) -> list[tuple[str, float, float]]:
     """(name, start, length) of each phase as a bar segment, in time order."""
     out, start = [], 0.0
@@ -273,6 +306,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5, help="runs of each variant")
     parser.add_argument("--interval-ms", type=float, default=10.0, help="probe interval while the replica starts")
+    parser.add_argument("--wake-runs", type=int, default=3, help="wakes from zero through `wakeserve up` (0: none)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -293,6 +327,13 @@ def main() -> None:
             print(f", replica ({probe} probe) {runs[-1]['total_s']:.2f}s", end="", flush=True)
         print(flush=True)
     summary = summarise(floors, replicas)
+    wakes: dict[str, list[dict[str, Any]]] = {}
+    if args.wake_runs:
+        from bench import wake
+
+        print("waking from zero through wakeserve up ...", flush=True)
+        wakes = wake.measure("embedder", args.wake_runs)
+        summary.update(summarise_wakes(wakes, summary["floor"]["first_output_s"]))
     report = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "runs": args.runs,
@@ -301,6 +342,7 @@ def main() -> None:
         "summary": summary,
         "floor_runs": floors,
         "replica_runs": replicas,
+        "wake_runs": wakes,
     }
     (args.out / "coldstart.json").write_text(json.dumps(report, indent=2) + "\n")
     plot(summary, args.out / "coldstart.png")

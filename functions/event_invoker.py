@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from events.errors import NotReadyError
 from functions.batching import BACKGROUND, EVENT, SYNC
 from functions.rest import encode_response, parse_request
 from functions.runtime import FunctionModel
@@ -13,11 +16,18 @@ _LEVELS = {0: SYNC, 1: EVENT, 2: BACKGROUND}
 class InProcessInvoker:
     """Satisfies :class:`events.invokers.Invoker` for models loaded in this process."""
 
-    def __init__(self, models: dict[str, FunctionModel]) -> None:
+    def __init__(self, models: dict[str, FunctionModel], ready_timeout_s: float = 600.0) -> None:
         self.models = models
+        self.ready_timeout_s = ready_timeout_s
 
     async def infer(self, function: str, body: bytes, priority: int) -> tuple[bytes, str]:
         model = self.models[function]
+        if not model.ready:
+            # The consumer joins its group while the model loads; early events wait here, not in a retry loop.
+            try:
+                await asyncio.wait_for(model.ready_event.wait(), self.ready_timeout_s)
+            except TimeoutError:
+                raise NotReadyError(f"model {function} is still loading") from None
         request = parse_request(body, None, function)
         response = await model.infer(request, _LEVELS.get(priority, EVENT))
         content, _ = encode_response(response)

@@ -1,7 +1,8 @@
 """Assemble and run one replica of one function from its settings (the body of ``wakeserve serve``).
 
-Only what the first inference response needs is on the cold-start path: the event machinery (Kafka client,
-S3 client for payloads) is imported and built in a thread once the replica is ready or an event arrives.
+Only what the first inference response needs is on the cold-start path. The event machinery (Kafka client,
+S3 client for payloads) is imported and built in a thread: with ``--consume`` while the model loads (so the
+consumer group is joined by the time the model is ready), otherwise on the first CloudEvent over HTTP.
 """
 
 from __future__ import annotations
@@ -66,23 +67,6 @@ class DeferredProcessor:
         return await asyncio.shield(self._task)
 
 
-async def requests_served_first(model: FunctionModel, quiet_s: float = 0.05, at_most_s: float = 1.0) -> None:
-    """Return once ``model`` has had no request queued or running for ``quiet_s``, or after ``at_most_s``.
-
-    Requests that waited for the replica to wake (a gateway holding them) should not share the GIL with the
-    ~0.3 s of Python it takes to import and build the Kafka and S3 clients.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + at_most_s
-    quiet_since = loop.time()
-    while loop.time() < deadline:
-        if model.batcher.depth:
-            quiet_since = loop.time()
-        elif loop.time() - quiet_since >= quiet_s:
-            return
-        await asyncio.sleep(0.005)
-
-
 def run(
     name: str,
     settings: PredictorSettings,
@@ -123,15 +107,18 @@ def run(
     add_cloudevents_route(server.rest_app, processor.get)
 
     async def consumer(stop: asyncio.Event) -> None:
-        await requests_served_first(model)
+        # Started while the model loads: the Kafka/S3 clients are built and the group joined (tansu takes
+        # half the session timeout to admit a member) in that time, so an event that woke the replica is
+        # processed as soon as the model is ready. Events fetched earlier wait in the in-process invoker.
+        built = await processor.get()
         from events.worker import consume
 
-        await consume(name, await processor.get(), event_settings, stop)
+        await consume(name, built, event_settings, stop)
 
     serve = server.serve(
         {name: lambda: artifact_resolver(model, settings)},
-        consumer if consume_events else None,
         on_ready=resume_gc,
+        during_startup=consumer if consume_events else None,
     )
     try:
         import uvloop

@@ -44,6 +44,7 @@ class FunctionModel(Model):  # type: ignore[misc]
         self.function = function
         self.metrics = metrics
         self.load_error: str | None = None
+        self.ready_event = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{function.name}-compute")
         self.batcher = DynamicBatcher(
             function.infer,
@@ -76,6 +77,7 @@ class FunctionModel(Model):  # type: ignore[misc]
         await loop.run_in_executor(self._executor, self.function.infer, self.function.warmup_inputs())
         on_phase("warmup")
         self.ready = True
+        self.ready_event.set()
         log.info("model %s version %s ready in %.2fs", self.name, self.version, time.monotonic() - started)
 
     def load(self) -> bool:

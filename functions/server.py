@@ -222,6 +222,9 @@ class PredictorServer:
         if worker is None:
             return
         self._worker_started = True
+        await self._run_worker(worker, stop)
+
+    async def _run_worker(self, worker: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event) -> None:
         try:
             await worker(stop)
         except Exception as exc:
@@ -234,11 +237,13 @@ class PredictorServer:
         resolvers: dict[str, Callable[[], Path | None]],
         after_ready: Callable[[asyncio.Event], Awaitable[None]] | None = None,
         on_ready: Callable[[], object] | None = None,
+        during_startup: Callable[[asyncio.Event], Awaitable[None]] | None = None,
     ) -> int:
         """Run until SIGTERM/SIGINT; returns the process exit code (1 when loading or a worker failed).
 
         ``on_ready`` is called once when every model is ready and the HTTP socket is open. ``after_ready``
         (the event consumer) starts then and is asked to stop, and awaited, before the models are released.
+        ``during_startup`` is the same kind of worker started at once, while the models load.
         """
         await self._start_grpc()
         loop = asyncio.get_running_loop()
@@ -250,6 +255,7 @@ class PredictorServer:
         stop = asyncio.Event()
         self._worker_started = False
         when_ready = loop.create_task(self._when_ready(loads, after_ready, stop, on_ready))
+        early = None if during_startup is None else loop.create_task(self._run_worker(during_startup, stop))
         log.info("serving on http://%s:%d (gRPC %s)", self.host, self.http_port, self.grpc_port or "off")
         try:
             await self.http.serve()
@@ -260,7 +266,7 @@ class PredictorServer:
                     task.cancel()
             if not self._worker_started:
                 when_ready.cancel()
-            await asyncio.gather(when_ready, return_exceptions=True)
+            await asyncio.gather(when_ready, *([early] if early else []), return_exceptions=True)
             if self.grpc is not None:
                 await self.grpc.stop(grace=self.grace_period_s)
             for model in self.models:

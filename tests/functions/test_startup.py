@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from events.embedded import free_port
 from functions import catalog
 from functions.metrics import PredictorMetrics
-from functions.replica import DeferredProcessor, requests_served_first
+from functions.replica import DeferredProcessor
 from functions.runtime import FunctionModel
 from functions.server import PredictorServer
 from functions.startup import SPAWN_TIME_ENV, StartupTimeline, hold_gc, resume_gc, spawn_time
@@ -138,37 +138,6 @@ def test_a_served_replica_reports_its_phases_in_order_once_ready(caplog):
     assert phases["listening"] <= phases["ready"]
     assert len(on_ready) == 1
     assert any(r.getMessage().startswith("startup phases: ") for r in caplog.records)
-
-
-class FakeBatcher:
-    def __init__(self, depths: list[int]) -> None:
-        self.depths = depths
-
-    @property
-    def depth(self) -> int:
-        return self.depths.pop(0) if len(self.depths) > 1 else self.depths[0]
-
-
-class FakeModel:
-    def __init__(self, depths: list[int]) -> None:
-        self.batcher = FakeBatcher(depths)
-
-
-@pytest.mark.parametrize(
-    ("depths", "quiet_s", "at_most_s", "low", "high"),
-    [
-        ([0], 0.02, 5.0, 0.02, 2.0),  # idle: waits only for the quiet window
-        ([1] * 10 + [0], 0.02, 5.0, 0.06, 2.0),  # busy at first: the quiet window starts when it drains
-        ([1], 0.02, 0.1, 0.1, 2.0),  # never idle: gives up after at_most_s
-    ],
-)
-def test_waiting_requests_are_served_before_the_event_machinery_starts(depths, quiet_s, at_most_s, low, high):
-    async def waited() -> float:
-        started = time.monotonic()
-        await requests_served_first(FakeModel(depths), quiet_s=quiet_s, at_most_s=at_most_s)  # type: ignore[arg-type]
-        return time.monotonic() - started
-
-    assert low <= asyncio.run(waited()) < high
 
 
 def test_deferred_processor_is_built_once_and_again_after_a_failure():
