@@ -16,7 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from events import contract
@@ -27,16 +27,31 @@ from events.processor import EventProcessor, Outcome
 log = logging.getLogger(__name__)
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Rebalance(AsyncConsumerRebalanceListener):  # type: ignore[misc]
+    """Commits what is finished before partitions move to another member.
+
+    kafka-python 3 runs rebalance listeners on its IO thread, where the blocking ``commit()`` is refused, so
+    the listener is async and awaits the coordinator's async commit, as kafka-python's own auto-commit on
+    rebalance does. If that commit fails, the finished records are redelivered (at-least-once holds).
+    """
+
     def __init__(self, owner: EventConsumer) -> None:
         self.owner = owner
 
-    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        # Runs on the Kafka thread inside poll(): commit what is finished before the partitions move.
-        self.owner._commit_now()
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        offsets = self.owner.tracker.committable()
+        if offsets:
+            coordinator = self.owner.consumer._coordinator
+            try:
+                await coordinator._commit_offsets_sync_async(
+                    {TopicPartition(t, p): OffsetAndMetadata(o, None, -1) for (t, p), o in offsets.items()}
+                )
+                self.owner.tracker.mark_committed(offsets)
+            except Exception as exc:  # noqa: BLE001 - the new owner will see these records again
+                log.warning("commit before rebalance failed (records will be redelivered): %s", exc)
         self.owner.tracker.forget([(tp.topic, tp.partition) for tp in revoked])
 
-    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
 
 

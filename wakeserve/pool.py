@@ -108,6 +108,7 @@ class ReplicaPool:
         self._next_index = 0
         self._not_before = 0.0
         self._drains: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- views -------------------------------------------------------------------------------------------------
     def live(self) -> list[Replica]:
@@ -160,8 +161,12 @@ class ReplicaPool:
         process = ChildProcess(
             f"{self.function}-{index}", argv, env=env, log_path=self._log_dir / f"{self.function}-{index}.log"
         )
-        self.replicas.append(Replica(self.function, index, port, process, time.monotonic()))
+        replica = Replica(self.function, index, port, process, time.monotonic())
+        self.replicas.append(replica)
         self.counters.started += 1
+        task = asyncio.create_task(self._await_ready(replica))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _drain(self, replica: Replica) -> None:
         replica.state = State.DRAINING
@@ -180,12 +185,31 @@ class ReplicaPool:
             self.replicas.remove(replica)
 
     # -- watching ----------------------------------------------------------------------------------------------
-    async def _probe(self, replica: Replica) -> bool:
-        try:
-            response = await self._client.get(f"{replica.url}/v2/health/ready", timeout=1.0)
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
+    async def _await_ready(self, replica: Replica) -> None:
+        """Mark ``replica`` ready as soon as it is. One long-poll (``/wakeserve/startup?wait=``) instead of
+        frequent readiness probes, which would take the GIL from the loading thread on every poll."""
+        while replica.state is State.STARTING and replica.process.alive():
+            try:
+                startup = await self._client.get(
+                    f"{replica.url}/wakeserve/startup", params={"wait": 30}, timeout=httpx.Timeout(35, connect=1)
+                )
+                if startup.status_code != 200:
+                    await asyncio.sleep(0.1)
+                    continue
+                if not startup.json().get("ready"):
+                    continue  # the long-poll ran out; ask again
+                ready = await self._client.get(f"{replica.url}/v2/health/ready", timeout=2)
+            except httpx.ConnectError:
+                await asyncio.sleep(self.probe_interval_s)  # not listening yet
+                continue
+            except httpx.HTTPError:
+                await asyncio.sleep(0.1)
+                continue
+            if ready.status_code == 200 and replica.state is State.STARTING:
+                replica.state, replica.ready_at = State.READY, time.monotonic()
+                log.info("%s-%d ready after %.2fs", self.function, replica.index, replica.ready_at - replica.started)
+                await self.notify()
+                return
 
     async def watch_once(self) -> None:
         """One pass: readiness of starting replicas, crashed processes, replacements."""
@@ -195,10 +219,6 @@ class ReplicaPool:
                 continue
             if not replica.process.alive():
                 self._crashed(replica)
-                changed = True
-            elif replica.state is State.STARTING and await self._probe(replica):
-                replica.state, replica.ready_at = State.READY, time.monotonic()
-                log.info("%s-%d ready after %.2fs", self.function, replica.index, replica.ready_at - replica.started)
                 changed = True
         if len(self.live()) < self.desired:
             await self.reconcile()
@@ -228,9 +248,8 @@ class ReplicaPool:
                 await self.watch_once()
             except Exception:  # a probe or spawn failure must not end supervision
                 log.exception("%s: supervision pass failed", self.function)
-            starting = any(r.state is State.STARTING for r in self.replicas)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.probe_interval_s if starting else 0.25)
+                await asyncio.wait_for(stop.wait(), 0.1)
 
     async def shutdown(self) -> None:
         """Drain every replica and wait for all of them to exit."""
@@ -239,3 +258,6 @@ class ReplicaPool:
             self._drain(replica)
         if self._drains:
             await asyncio.gather(*list(self._drains), return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -206,6 +207,59 @@ def test_consumer_killed_mid_stream_loses_nothing(event_stack, producer, tmp_pat
     for event in events:
         data = orjson.loads(replies[event.id][0].data)
         assert data["outputs"][0]["data"] == orjson.loads(event.data)["inputs"][0]["data"]
+
+
+def test_a_member_joining_mid_stream_rebalances_without_failing_the_first(event_stack, producer, tmp_path):
+    """Scale-out under event load: the first replica commits its finished work on revoke and keeps going."""
+    prefix = f"rebalance{uuid.uuid4().hex[:6]}"
+    env = {**event_stack.env, "WAKESERVE_TOPIC_PREFIX": prefix}
+    settings = EventSettings(**{**event_stack.settings.model_dump(), "topic_prefix": prefix})
+    topic = settings.topics.requests("echo")
+    ensure_topics(settings, [topic])
+
+    def event(i: int) -> cloudevent.CloudEvent:
+        body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [i]}]}
+        return request_event("echo", data=orjson.dumps(body))
+
+    sent: list[cloudevent.CloudEvent] = []
+    stop = threading.Event()
+
+    def stream() -> None:
+        # A steady stream, so the first replica has finished-but-uncommitted work when the group rebalances.
+        while not stop.is_set() and len(sent) < 20_000:
+            batch = [event(len(sent) + i) for i in range(100)]
+            produce(producer, topic, batch)
+            sent.extend(batch)
+            time.sleep(0.05)
+
+    collector = Collector(event_stack.settings, event_stack.settings.results_topic)
+    first = start_replica("echo", tmp_path, "--consume", env=env)
+    second = None
+    streamer = threading.Thread(target=stream)
+    try:
+        streamer.start()
+        log_path = first.process.log_path
+        assert log_path is not None
+        first.process.wait_until(lambda: "assigned [(" in log_path.read_text(), 30)
+        deadline = time.monotonic() + 30
+        while len(collector.by_request({e.id for e in sent})) < 200 and time.monotonic() < deadline:
+            collector.poll()
+        second = start_replica("echo", tmp_path, "--consume", env=env)
+        time.sleep(6)  # the join (half the session timeout) and the rebalance happen under load
+        stop.set()
+        streamer.join(30)
+        replies = collector.wait_for({e.id for e in sent}, timeout=120)
+        log = log_path.read_text()
+        assert first.process.alive(), log[-2000:]
+        assert "rebalance listener" not in log and "background worker failed" not in log
+        assert "Revoking previously assigned partitions {" in log  # it did give partitions away
+    finally:
+        stop.set()
+        collector.close()
+        first.process.stop()
+        if second is not None:
+            second.process.stop()
+    assert set(replies) == {e.id for e in sent}
 
 
 def test_broker_restart_with_s3_storage_loses_nothing(s3_server, tmp_path):
