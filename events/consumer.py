@@ -27,6 +27,10 @@ from events.processor import EventProcessor, Outcome
 log = logging.getLogger(__name__)
 
 
+def _commit_request(offsets: dict[tuple[str, int], int]) -> dict[TopicPartition, OffsetAndMetadata]:
+    return {TopicPartition(t, p): OffsetAndMetadata(o, None, -1) for (t, p), o in offsets.items()}
+
+
 class _Rebalance(AsyncConsumerRebalanceListener):  # type: ignore[misc]
     """Commits what is finished before partitions move to another member.
 
@@ -43,9 +47,7 @@ class _Rebalance(AsyncConsumerRebalanceListener):  # type: ignore[misc]
         if offsets:
             coordinator = self.owner.consumer._coordinator
             try:
-                await coordinator._commit_offsets_sync_async(
-                    {TopicPartition(t, p): OffsetAndMetadata(o, None, -1) for (t, p), o in offsets.items()}
-                )
+                await coordinator._commit_offsets_sync_async(_commit_request(offsets))
                 self.owner.tracker.mark_committed(offsets)
             except Exception as exc:  # noqa: BLE001 - the new owner will see these records again
                 log.warning("commit before rebalance failed (records will be redelivered): %s", exc)
@@ -88,7 +90,7 @@ class EventConsumer:
         offsets = self.tracker.committable()
         if not offsets:
             return
-        self.consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, None, -1) for (t, p), o in offsets.items()})
+        self.consumer.commit(_commit_request(offsets))
         self.tracker.mark_committed(offsets)
 
     async def subscribe(self, function: str) -> None:

@@ -25,6 +25,12 @@ from events.settings import EventSettings
 log = logging.getLogger(__name__)
 
 
+def error_response(exc: WakeserveError) -> JSONResponse:
+    """The HTTP translation of an error: its status, a JSON reason, Retry-After when a retry may succeed."""
+    headers = {"retry-after": "1"} if exc.retryable else None
+    return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
+
+
 class Ingress:
     """Validates events against the contract and produces them to ``<prefix>.<model>.requests``."""
 
@@ -73,8 +79,7 @@ class Ingress:
                 log.warning("broker did not acknowledge: %s", exc)
                 raise TransientError(f"the broker did not acknowledge the events: {type(exc).__name__}") from exc
         except WakeserveError as exc:
-            headers = {"retry-after": "1"} if exc.retryable else None
-            return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
+            return error_response(exc)
         if self.on_accepted is not None:
             self.on_accepted(requests)
         return JSONResponse({"accepted": [r.id for r in requests]}, status_code=202)

@@ -84,7 +84,7 @@ class FunctionAutoscaler:
             self.kpa.poke(self.clock())
         self._wake.set()
 
-    async def _read_lag(self, calculator: KafkaLag) -> LagReport | None:
+    async def _read_offsets(self) -> list[PartitionOffsets] | None:
         trigger = self.manifest.trigger
         if self.offsets is None or trigger is None:
             return None
@@ -95,6 +95,9 @@ class FunctionAutoscaler:
             log.warning("%s: reading lag failed: %s", self.manifest.name, self.observed.lag_error)
             return None
         self.observed.lag_error = None
+        return offsets
+
+    def _measure(self, calculator: KafkaLag, offsets: list[PartitionOffsets]) -> LagReport:
         report = calculator.measure(offsets)
         self.observed.lag = sum(report.partition_lags.values())
         self.observed.lag_active = report.active
@@ -105,18 +108,14 @@ class FunctionAutoscaler:
         current = len(self.pool.live())
         ready = len(self.pool.ready())
         if self.keda is not None and self._lag is not None and self._watch_lag is not None:
-            if self._keda_due:
+            due = self._keda_due
+            if due or current == 0:
                 self._keda_due = False
-                report = await self._read_lag(self._lag)
-                if report is not None:
-                    self.observed.keda = self.keda.decide(now, report, current)
-            elif current == 0:
-                report = await self._read_lag(self._watch_lag)
-                if report is not None and report.active:
-                    # Wake on lag without waiting for the polling interval (what KEDA's push scalers give).
-                    real = await self._read_lag(self._lag)
-                    if real is not None:
-                        self.observed.keda = self.keda.decide(now, real, current)
+                offsets = await self._read_offsets()
+                # At zero between polls, the watch calculator decides whether to act now (what KEDA's push
+                # scalers give); the decision itself always goes through the polling calculator.
+                if offsets is not None and (due or self._measure(self._watch_lag, offsets).active):
+                    self.observed.keda = self.keda.decide(now, self._measure(self._lag, offsets), current)
         self.observed.kpa = self.kpa.decide(now, ready, current)
         kpa_wants = self.observed.kpa.desired
         keda_wants = self.observed.keda.replicas if self.observed.keda else 0

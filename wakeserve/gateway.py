@@ -20,7 +20,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from events.errors import PayloadTooLargeError, TransientError, WakeserveError
-from events.ingress import Ingress
+from events.ingress import Ingress, error_response
 from wakeserve.activator import Activator
 
 log = logging.getLogger(__name__)
@@ -29,11 +29,6 @@ log = logging.getLogger(__name__)
 _DROP_REQUEST = {"host", "connection", "keep-alive", "transfer-encoding", "content-length", "authorization", "te"}
 _DROP_RESPONSE = {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"}
 OPEN_PATHS = frozenset({"/healthz", "/v2/health/live", "/v2/health/ready"})
-
-
-def error_response(exc: WakeserveError) -> JSONResponse:
-    headers = {"retry-after": "1"} if exc.retryable else None
-    return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
 
 
 class BearerAuth:
