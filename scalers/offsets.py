@@ -203,16 +203,21 @@ def _position(consumer: KafkaConsumer, tp: TopicPartition) -> int:
 
 
 def _built(client_class: Callable[..., _Client], config: Mapping[str, Any], **extra: Any) -> _Client:
-    """``client_class(**config, **extra)``, stopping its IO thread if the bootstrap fails.
+    """``client_class(**config, **extra)``, working around two kafka-python 3.0 client defects.
 
-    kafka-python 3.0 starts a client's IO thread before it bootstraps and leaves it running when the
-    bootstrap fails, which would leak a thread per attempt while the broker is down.
+    It starts a client's IO thread before it bootstraps and leaves it running when the bootstrap fails,
+    which would leak a thread per attempt while the broker is down; and its connection manager builds the
+    cluster metadata without ``allow_auto_create_topics``, so a consumer asked not to create topics still
+    sends metadata requests that create them (a topic deleted under a reader would come back).
     """
     started: list[KafkaNetClient] = []
 
     def kafka_client(**configs: Any) -> KafkaNetClient:
-        started.append(KafkaNetClient(**configs))
-        return started[-1]
+        client = KafkaNetClient(**configs)
+        started.append(client)
+        if "allow_auto_create_topics" in configs:
+            client.cluster.config["allow_auto_create_topics"] = configs["allow_auto_create_topics"]
+        return client
 
     try:
         return client_class(**config, **extra, kafka_client=kafka_client)

@@ -140,6 +140,14 @@ def test_broker_down_raises_unavailable_and_the_reader_recovers(tmp_path):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+        # The reader's consumer still has the topic assigned; its metadata refreshes must not recreate it.
+        time.sleep(1.0)
+        assert reader.read(topic, "g") == []
+        fresh = Broker(bootstrap)
+        try:
+            assert topic not in fresh.admin.list_topics()
+        finally:
+            fresh.close()
     finally:
         reader.close()
         helper.close()
