@@ -101,3 +101,10 @@ class TransientError(WakeserveError):
     status = 503
     code = "unavailable"
     retryable = True
+
+
+class ConflictError(WakeserveError):
+    """The request contradicts the current state (a candidate is still loading, nothing to promote)."""
+
+    status = 409
+    code = "conflict"

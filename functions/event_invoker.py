@@ -31,4 +31,4 @@ class InProcessInvoker:
         request = parse_request(body, None, function)
         response = await model.infer(request, _LEVELS.get(priority, EVENT))
         content, _ = encode_response(response)
-        return content, model.version
+        return content, response.model_version or model.version

@@ -15,14 +15,14 @@ class PredictorMetrics:
         self.registry = registry
         self.requests = Counter(
             "wakeserve_requests_total",
-            "Inference requests served, by model and outcome (ok or an error code).",
-            ["model", "outcome"],
+            "Inference requests served, by model, outcome (ok or an error code) and model version.",
+            ["model", "outcome", "version"],
             registry=registry,
         )
         self.latency = Histogram(
             "wakeserve_request_duration_seconds",
-            "Time from a request reaching the model to its response, queueing included.",
-            ["model"],
+            "Time from a request reaching the model to its response, queueing included, by model version.",
+            ["model", "version"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )

@@ -16,13 +16,16 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 
 from events.settings import EventSettings
-from functions import artifacts, catalog
+from functions import artifacts, catalog, watch
+from functions.control import add_control_routes
 from functions.event_invoker import InProcessInvoker
 from functions.events_bridge import add_cloudevents_route
+from functions.gates import GatePolicy, load_golden
 from functions.metrics import PredictorMetrics
 from functions.runtime import FunctionModel
 from functions.server import PredictorServer
 from functions.settings import PredictorSettings
+from functions.spec import Function
 from functions.startup import StartupTimeline, resume_gc
 
 if TYPE_CHECKING:
@@ -32,26 +35,51 @@ if TYPE_CHECKING:
 def build_model(name: str, settings: PredictorSettings, metrics: PredictorMetrics) -> FunctionModel:
     function = catalog.create(name)
     defaults = function.batching
+
+    def make_function(reload_source: bool) -> Function:
+        if reload_source:
+            watch.forget_modules(name)
+        return catalog.create(name)
+
+    def resolve(candidate: Function, model_uri: str | None) -> Path | None:
+        return resolve_artifacts(candidate, model_uri, settings)
+
     return FunctionModel(
         function,
         metrics,
         max_batch_size=settings.max_batch_size or defaults.max_batch_size,
         max_delay_ms=defaults.max_delay_ms if settings.max_batch_delay_ms is None else settings.max_batch_delay_ms,
         max_queue=settings.max_queue or defaults.max_queue,
+        make_function=make_function,
+        resolve=resolve,
+        policy=GatePolicy(
+            latency_factor=settings.gate_latency_factor,
+            latency_runs=settings.gate_latency_runs,
+            memory_budget_mb=settings.swap_memory_budget_mb,
+        ),
+        golden=load_golden(watch.package_dir(name) / "golden.json"),
+        model_uri=settings.model_uri,
+        version=settings.model_version,
+        version_suffix=f"+src.{watch.digest(watch.package_dir(name))}" if settings.watch else "",
     )
 
 
-def artifact_resolver(model: FunctionModel, settings: PredictorSettings) -> Path | None:
-    """Runs on the model's worker thread: resolve the encoder (if any) and the function's artifacts."""
+def resolve_artifacts(function: Function, model_uri: str | None, settings: PredictorSettings) -> Path | None:
+    """Blocking: resolve the encoder (if the function has one) and the function's artifacts."""
     from events.s3 import make_s3_client
 
     def client():  # type: ignore[no-untyped-def]
         return make_s3_client(settings.s3_endpoint)
 
     encoder = artifacts.resolve(settings.encoder_uri, settings.model_cache_dir, client)
-    if encoder is not None and hasattr(model.function, "encoder_checkpoint"):
-        model.function.encoder_checkpoint = encoder
-    return artifacts.resolve(settings.model_uri, settings.model_cache_dir, client)
+    if encoder is not None and hasattr(function, "encoder_checkpoint"):
+        function.encoder_checkpoint = encoder
+    return artifacts.resolve(model_uri, settings.model_cache_dir, client)
+
+
+def artifact_resolver(model: FunctionModel, settings: PredictorSettings) -> Path | None:
+    """Runs on the model's worker thread: the first version's artifacts."""
+    return resolve_artifacts(model.function, settings.model_uri, settings)
 
 
 class DeferredProcessor:
@@ -105,6 +133,7 @@ def run(
 
     processor = DeferredProcessor(build)
     add_cloudevents_route(server.rest_app, processor.get)
+    add_control_routes(server.rest_app, {name: model})
 
     async def consumer(stop: asyncio.Event) -> None:
         # Started while the model loads: the Kafka/S3 clients are built and the group joined (tansu takes
@@ -115,8 +144,17 @@ def run(
 
         await consume(name, built, event_settings, stop)
 
+    async def source_watch(stop: asyncio.Event) -> None:
+        skip = frozenset(g.strip() for g in settings.watch_skip_gates.split(",") if g.strip())
+        root = watch.package_dir(name)
+        await watch.watch(model.lifecycle, root, settings.model_version, skip, settings.watch_interval_s, stop)
+
+    async def after_ready(stop: asyncio.Event) -> None:
+        await source_watch(stop)
+
     serve = server.serve(
         {name: lambda: artifact_resolver(model, settings)},
+        after_ready=after_ready if settings.watch else None,
         on_ready=resume_gc,
         during_startup=consumer if consume_events else None,
     )

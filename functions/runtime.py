@@ -11,7 +11,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,11 @@ from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from events.errors import InvalidInputError, NotReadyError, WakeserveError
-from functions.batching import SYNC, DynamicBatcher
+from functions.batching import SYNC
+from functions.gates import GatePolicy, Golden
+from functions.lifecycle import Lifecycle, MakeFunction, Resolve
 from functions.metrics import PredictorMetrics
+from functions.slots import BatchingConfig, Slot, VersionStats
 from functions.spec import Function
 from functions.tensors import decode_request, encode_response
 
@@ -29,7 +31,11 @@ log = logging.getLogger(__name__)
 
 
 class FunctionModel(Model):  # type: ignore[misc]
-    """Serves one :class:`Function` over KServe's v2 data plane."""
+    """Serves one :class:`Function` over KServe's v2 data plane, with a second slot for hot swaps.
+
+    ``lifecycle`` holds the active version and an optional candidate (see :mod:`functions.lifecycle`); each
+    request is bound to one of them when it arrives and reports that version in its response.
+    """
 
     def __init__(
         self,
@@ -39,27 +45,45 @@ class FunctionModel(Model):  # type: ignore[misc]
         max_batch_size: int,
         max_delay_ms: float,
         max_queue: int,
+        make_function: MakeFunction | None = None,
+        resolve: Resolve | None = None,
+        policy: GatePolicy | None = None,
+        golden: Golden | None = None,
+        model_uri: str | None = None,
+        version: str | None = None,
+        version_suffix: str = "",
     ) -> None:
         super().__init__(function.name)
-        self.function = function
         self.metrics = metrics
         self.load_error: str | None = None
         self.ready_event = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{function.name}-compute")
-        self.batcher = DynamicBatcher(
-            function.infer,
-            self._executor,
-            max_batch_size=max_batch_size,
-            max_delay_ms=max_delay_ms,
-            max_queue=max_queue,
+        self.stats = VersionStats()
+        self._initial_uri, self._initial_version, self._suffix = model_uri, version, version_suffix
+        self.lifecycle = Lifecycle(
+            function.name,
+            make_function or (lambda _reload: type(function)()),
+            resolve or (lambda _function, _uri: None),
+            BatchingConfig(max_batch_size, max_delay_ms, max_queue),
+            policy or GatePolicy(),
+            golden,
             observe_batch=metrics.batch_size.labels(function.name).observe,
         )
-        metrics.queue_depth.labels(function.name).set_function(lambda: self.batcher.depth)
+        self._first = self.lifecycle.new_slot(function, "active", model_uri or "packaged")
+        metrics.queue_depth.labels(function.name).set_function(self._depth)
         metrics.ready.labels(function.name).set_function(lambda: 1.0 if self.ready else 0.0)
+
+    def _depth(self) -> float:
+        slots = (self.lifecycle.active or self._first, self.lifecycle.candidate)
+        return float(sum(s.batcher.depth for s in slots if s is not None))
+
+    @property
+    def function(self) -> Function:
+        """The active version's function (the first one until it is loaded)."""
+        return (self.lifecycle.active or self._first).function
 
     @property
     def version(self) -> str:
-        return self.function.version
+        return (self.lifecycle.active or self._first).version
 
     async def load_async(
         self, resolve_artifacts: Callable[[], Path | None], on_phase: Callable[[str], object] = lambda _: None
@@ -69,13 +93,17 @@ class FunctionModel(Model):  # type: ignore[misc]
         ``on_phase`` is told when each step is done: ``artifacts``, ``load``, ``warmup``.
         """
         loop = asyncio.get_running_loop()
+        slot = self._first
         started = time.monotonic()
-        artifacts = await loop.run_in_executor(self._executor, resolve_artifacts)
+        artifacts = await loop.run_in_executor(slot.executor, resolve_artifacts)
         on_phase("artifacts")
-        await loop.run_in_executor(self._executor, self.function.load, artifacts)
+        await loop.run_in_executor(slot.executor, slot.function.load, artifacts)
         on_phase("load")
-        await loop.run_in_executor(self._executor, self.function.infer, self.function.warmup_inputs())
+        await loop.run_in_executor(slot.executor, slot.function.infer, slot.function.warmup_inputs())
         on_phase("warmup")
+        slot.version = (self._initial_version or slot.function.version) + self._suffix
+        slot.load_s = round(time.monotonic() - started, 3)
+        self.lifecycle.install_active(slot, self._initial_uri)
         self.ready = True
         self.ready_event.set()
         log.info("model %s version %s ready in %.2fs", self.name, self.version, time.monotonic() - started)
@@ -99,40 +127,47 @@ class FunctionModel(Model):  # type: ignore[misc]
         return await self.infer(body), {}
 
     async def infer(self, request: Any, priority: int = SYNC) -> InferResponse:
-        """Every path (REST, gRPC, events) comes here: counted by outcome and timed."""
+        """Every path (REST, gRPC, events) comes here: counted by outcome and version, and timed."""
         started = time.perf_counter()
-        outcome = "ok"
+        outcome, version, server_error = "ok", self.version, False
         try:
-            return await self._infer(request, priority)
+            if not self.ready:
+                raise NotReadyError(f"model {self.name} is still loading")
+            with self.lifecycle.pick().bound() as slot:
+                version = slot.version
+                return await self._infer(slot, request, priority)
         except WakeserveError as exc:
-            outcome = exc.code
+            outcome, server_error = exc.code, exc.status >= 500
             raise
         except Exception:
-            outcome = "model_error"
+            outcome, server_error = "model_error", True
             raise
         finally:
-            self.metrics.requests.labels(self.name, outcome).inc()
-            self.metrics.latency.labels(self.name).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.metrics.requests.labels(self.name, outcome, version).inc()
+            self.metrics.latency.labels(self.name, version).observe(elapsed)
+            if outcome != "not_ready":
+                self.stats.record(version, elapsed, not server_error)
 
-    async def _infer(self, request: Any, priority: int) -> InferResponse:
-        """Validate, queue for the next batch, and encode the v2 response (always with an id)."""
-        if not self.ready:
-            raise NotReadyError(f"model {self.name} is still loading")
+    async def _infer(self, slot: Slot, request: Any, priority: int) -> InferResponse:
+        """Validate, queue for the slot's next batch, and encode the v2 response (always with an id)."""
         if not isinstance(request, InferRequest):
             raise InvalidInputError("expected a v2 inference request with an 'inputs' list")
-        inputs = decode_request(request, self.function.inputs)
-        self.function.check(inputs)
-        outputs = await self.batcher.submit(inputs, priority)
+        function = slot.function
+        inputs = decode_request(request, function.inputs)
+        function.check(inputs)
+        outputs = await slot.batcher.submit(inputs, priority)
         return encode_response(
             request,
             outputs,
-            self.function.outputs,
+            function.outputs,
             response_id=request.id or str(uuid.uuid4()),
             model_name=self.name,
-            model_version=self.version,
+            model_version=slot.version,
         )
 
     async def close(self) -> None:
         self.ready = False
-        await self.batcher.close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self.lifecycle.active is None:
+            await self._first.release(0)
+        await self.lifecycle.close()

@@ -39,3 +39,18 @@ class PredictorSettings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest accepted request body; more is 413.")
     grace_period_s: float = Field(30.0, ge=0, description="How long shutdown waits for in-flight requests.")
     log_level: str = Field("INFO", description="Python logging level.")
+    model_version: str | None = Field(
+        None, description="Version label of the model served at start. Unset: the version the artifacts declare."
+    )
+    gate_latency_factor: float = Field(
+        1.5, gt=0, description="A candidate's median latency may be at most this times the active version's."
+    )
+    gate_latency_runs: int = Field(15, ge=1, le=1000, description="Interleaved runs per version in the latency gate.")
+    swap_memory_budget_mb: float | None = Field(
+        None, gt=0, description="Largest resident memory (MiB) with both versions loaded. Unset: no memory gate."
+    )
+    watch: bool = Field(False, description="Reload the function's source files when they change (dev loop).")
+    watch_interval_s: float = Field(0.5, gt=0, description="How often watch mode looks at the source files.")
+    watch_skip_gates: str = Field(
+        "golden,latency", description="Gates watch mode skips (comma-separated): edits may change outputs."
+    )

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from wakeserve import scaler_command
+from wakeserve import rollout_command, scaler_command
 
 if TYPE_CHECKING:
     from events.settings import EventSettings
@@ -20,6 +20,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--http-port", type=int, help="REST port (default 8080)")
     p.add_argument("--grpc-port", type=int, help="gRPC port (default 8081; 0 disables)")
     p.add_argument("--model-uri", help="artifacts: local directory or s3://bucket/prefix")
+    p.add_argument("--model-version", help="version label of the served model (default: what the artifacts declare)")
+    p.add_argument("--watch", action="store_true", default=None, help="reload the function's source when it changes")
     p.add_argument("--encoder-uri", help="encoder checkpoint for the classifier: local directory or s3://")
     p.add_argument("--s3-endpoint", help="S3 API endpoint URL (default: AWS)")
     p.add_argument("--max-batch-size", type=int, help="rows per batch; 1 turns batching off")
@@ -106,6 +108,7 @@ def _add_up(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--s3-endpoint", help="use this S3 endpoint instead of starting the embedded server")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--quiet", action="store_true", help="no live status table")
+    p.add_argument("--watch", action="store_true", default=None, help="replicas reload function source on change")
     g = p.add_argument_group("overrides of the manifests (experiments and tests)")
     g.add_argument("--stable-window", type=float, dest="stable_window_s", help="KPA stable window, seconds")
     g.add_argument("--scale-to-zero-grace", type=float, dest="scale_to_zero_grace_s", help="seconds")
@@ -168,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_async(sub)
     _add_up(sub)
     scaler_command.add_parser(sub)
+    rollout_command.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
@@ -175,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _up(args)
     if args.command == "status":
         return _status(args)
+    if args.command == "rollout":
+        return rollout_command.run(args)
     if args.command == "scaler":
         return scaler_command.run(args)
     from wakeserve import async_commands

@@ -19,9 +19,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from events.errors import PayloadTooLargeError, TransientError, WakeserveError
+from events.errors import InvalidInputError, PayloadTooLargeError, TransientError, UnknownModelError, WakeserveError
 from events.ingress import Ingress, error_response
 from wakeserve.activator import Activator
+from wakeserve.rollout import RolloutController, RolloutRequest
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,9 @@ class Gateway:
         *,
         max_body_bytes: int = 64 * 1024 * 1024,
         attempts: int = 3,
+        rollouts: dict[str, RolloutController] | None = None,
     ) -> None:
+        self.rollouts = rollouts or {}
         self.activator = activator
         self.ingress = ingress
         self.client = client
@@ -129,6 +132,63 @@ class Gateway:
     async def status_route(self, _: Request) -> JSONResponse:
         return JSONResponse(self.status())
 
+    # -- model lifecycle -------------------------------------------------------------------------------------
+    def _controller(self, request: Request) -> RolloutController:
+        name = request.path_params["name"]
+        controller = self.rollouts.get(name)
+        if controller is None:
+            raise UnknownModelError(f"function {name!r} is not served here")
+        return controller
+
+    async def rollout(self, request: Request) -> Response:
+        """GET: the rollout state and per-version metrics; POST: start a rollout (202)."""
+        try:
+            controller = self._controller(request)
+            if request.method == "GET":
+                return JSONResponse(controller.describe())
+            body = await request.body()
+            if len(body) > 64 * 1024:
+                raise PayloadTooLargeError("rollout request is over 64 KiB")
+            try:
+                doc = json.loads(body or b"{}")
+            except ValueError as exc:
+                raise InvalidInputError(f"body is not JSON: {exc}") from exc
+            controller.start(RolloutRequest.from_json(doc))
+            return JSONResponse(controller.describe(), status_code=202)
+        except WakeserveError as exc:
+            return error_response(exc)
+
+    async def rollout_action(self, request: Request) -> Response:
+        try:
+            controller = self._controller(request)
+            action = request.path_params["action"]
+            if action not in ("promote", "abort"):
+                return JSONResponse({"error": f"unknown rollout action {action!r}", "code": "not_found"}, 404)
+            if action == "promote":
+                await controller.promote()
+            else:
+                await controller.abort()
+            return JSONResponse(controller.describe())
+        except WakeserveError as exc:
+            return error_response(exc)
+
+    async def slots(self, request: Request) -> Response:
+        """Both slots of every ready replica, read from the replicas' control API."""
+        try:
+            controller = self._controller(request)
+        except WakeserveError as exc:
+            return error_response(exc)
+        function = controller.pool.function
+        replicas = []
+        for replica in controller.pool.ready():
+            try:
+                answer = await self.client.get(f"{replica.url}/wakeserve/models/{function}/slots", timeout=5)
+                slots: Any = answer.json()
+            except (httpx.HTTPError, ValueError) as exc:
+                slots = {"error": f"{type(exc).__name__}: {exc}"}
+            replicas.append({"index": replica.index, "slots": slots})
+        return JSONResponse({"function": function, "replicas": replicas})
+
     def app(self, token: str | None = None) -> ASGIApp:
         methods = ["GET", "POST"]
         app = Starlette(
@@ -140,6 +200,9 @@ class Gateway:
                 Route("/v2/models/{name}/{rest:path}", self.model, methods=methods),
                 Route("/events", self.events, methods=["POST"]),
                 Route("/wakeserve/status", self.status_route, methods=["GET"]),
+                Route("/wakeserve/functions/{name}/rollout", self.rollout, methods=methods),
+                Route("/wakeserve/functions/{name}/rollout/{action:str}", self.rollout_action, methods=["POST"]),
+                Route("/wakeserve/functions/{name}/slots", self.slots, methods=["GET"]),
             ]
         )
         return BearerAuth(app, token) if token else app

@@ -43,6 +43,8 @@ class Replica:
     ready_at: float | None = None
     inflight: int = 0
     served: int = 0
+    version: str | None = None
+    candidate: str | None = None
 
     @property
     def url(self) -> str:
@@ -56,6 +58,8 @@ class Replica:
             "state": self.state.value,
             "inflight": self.inflight,
             "served": self.served,
+            "version": self.version,
+            "candidate": self.candidate,
             "startup_s": round(self.ready_at - self.started, 3) if self.ready_at else None,
         }
 
@@ -109,6 +113,14 @@ class ReplicaPool:
         self._not_before = 0.0
         self._drains: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.model_args: list[str] = []
+
+    def set_model(self, model_uri: str | None, version: str) -> None:
+        """Replicas started from now on serve ``version`` (from ``model_uri``; None keeps the artifacts)."""
+        uri = model_uri
+        if uri is None and "--model-uri" in self.model_args:
+            uri = self.model_args[self.model_args.index("--model-uri") + 1]
+        self.model_args = (["--model-uri", uri] if uri else []) + ["--model-version", version]
 
     # -- views -------------------------------------------------------------------------------------------------
     def live(self) -> list[Replica]:
@@ -155,7 +167,7 @@ class ReplicaPool:
         port = free_port()
         index = self._next_index
         self._next_index += 1
-        argv = self._argv(port)
+        argv = [*self._argv(port), *self.model_args]
         self._log_dir.mkdir(parents=True, exist_ok=True)
         env = {**self._env, "WAKESERVE_SPAWN_TIME": repr(time.time())}
         process = ChildProcess(
@@ -183,6 +195,14 @@ class ReplicaPool:
         log.info("%s-%d stopped (exit %s)", self.function, replica.index, code)
         with contextlib.suppress(ValueError):
             self.replicas.remove(replica)
+
+    async def replace(self, replica: Replica) -> None:
+        """Take ``replica`` out of routing, drain it, and start another in its place."""
+        if replica.state is State.DRAINING or replica not in self.replicas:
+            return
+        self._drain(replica)
+        await self.notify()
+        await self.reconcile()
 
     # -- watching ----------------------------------------------------------------------------------------------
     async def _await_ready(self, replica: Replica) -> None:

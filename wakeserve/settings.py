@@ -30,6 +30,9 @@ class UpSettings(BaseSettings):
     max_held: int = Field(1000, ge=1, description="Requests held per function while it wakes; more get 503.")
     models_bucket: str = Field("wakeserve-models", description="Bucket `up` uploads the classifier artifact to.")
     kafka_partitions: int = Field(4, ge=1, description="Partitions of each request topic `up` creates.")
+    watch: bool = Field(
+        False, description="Replicas reload a function's source files when they change (`wakeserve up --watch`)."
+    )
     replica_session_timeout_ms: int = Field(
         3000, ge=1000, description="Consumer session timeout of replicas started by `up` (tansu joins in half of it)."
     )

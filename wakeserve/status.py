@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-COLUMNS = ("function", "replicas", "ready", "inflight", "held", "lag", "cold_starts", "last scale event")
+COLUMNS = ("function", "replicas", "ready", "inflight", "held", "lag", "cold_starts", "versions", "last scale event")
 
 
 def banner(endpoints: Mapping[str, str], functions: Sequence[str]) -> str:
@@ -28,6 +28,19 @@ def _last_scale(event: Mapping[str, Any] | None, now: float) -> str:
     return f"{event['before']}->{event['after']} {now - event['at']:.0f}s ago ({event['reason']})"
 
 
+def versions(f: Mapping[str, Any]) -> str:
+    """Replicas per served version, and the rollout in progress: ``v1:2 -> v2 25% (canary)``."""
+    counts: dict[str, int] = {}
+    for pod in f.get("pods", []):
+        if pod.get("version"):
+            counts[pod["version"]] = counts.get(pod["version"], 0) + 1
+    text = " ".join(f"{v}:{n}" for v, n in sorted(counts.items())) or "-"
+    rollout = (f.get("rollout") or {}).get("rollout")
+    if rollout:
+        text += f" -> {rollout['candidate']} {rollout['percent']:g}% ({rollout['phase']})"
+    return text
+
+
 def render_table(status: Mapping[str, Any], now: float | None = None) -> str:
     now = time.time() if now is None else now
     rows = [COLUMNS]
@@ -41,6 +54,7 @@ def render_table(status: Mapping[str, Any], now: float | None = None) -> str:
                 str(f.get("held", 0)),
                 str(f["lag"]),
                 str(f["cold_starts"]),
+                versions(f),
                 _last_scale(f.get("last_scale"), now),
             )
         )

@@ -33,6 +33,7 @@ from wakeserve.autoscaler import FunctionAutoscaler
 from wakeserve.gateway import Gateway
 from wakeserve.manifests import FunctionManifest
 from wakeserve.pool import ReplicaPool
+from wakeserve.rollout import RolloutController
 from wakeserve.settings import UpSettings
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ class Runtime:
         self.children: list[ChildProcess] = []
         self.pools: dict[str, ReplicaPool] = {}
         self.scalers: dict[str, FunctionAutoscaler] = {}
+        self.rollouts: dict[str, RolloutController] = {}
         self.endpoints: dict[str, str] = {}
         self.started = time.time()
 
@@ -146,6 +148,8 @@ class Runtime:
     # -- replicas ------------------------------------------------------------------------------------------------
     def _argv_factory(self, function: str) -> Callable[[int], list[str]]:
         extra = ["--consume", "--kafka-bootstrap", self.events.kafka_bootstrap]
+        if self.settings.watch:
+            extra.append("--watch")
         if self.events.s3_endpoint:
             extra += ["--s3-endpoint", self.events.s3_endpoint]
 
@@ -182,6 +186,7 @@ class Runtime:
                 "keda": dataclasses.asdict(observed.keda) if observed.keda else None,
                 "lag_error": observed.lag_error,
                 "pods": [r.snapshot() for r in pool.replicas],
+                "rollout": self.rollouts[name].describe() if name in self.rollouts else None,
             }
         return {"functions": functions, "endpoints": self.endpoints, "uptime_s": round(time.time() - self.started, 1)}
 
@@ -240,7 +245,9 @@ class Runtime:
                     self.scalers[model].poke(events=True)
 
             ingress = Ingress(producer, self.events, frozenset(self.functions), on_accepted=woke_by_events)
-            gateway = Gateway(self.activator, ingress, client, self.status)
+            for name in self.functions:
+                self.rollouts[name] = RolloutController(self.pools[name], client, follow_replicas=s.watch)
+            gateway = Gateway(self.activator, ingress, client, self.status, rollouts=self.rollouts)
             token = s.gateway_token.get_secret_value() if s.gateway_token else None
             server = _QuietServer(
                 uvicorn.Config(gateway.app(token), host=s.host, port=s.http_port, log_level="warning", lifespan="off")
@@ -249,6 +256,7 @@ class Runtime:
             for name in self.functions:
                 tasks.append(asyncio.create_task(self.pools[name].watch(stop)))
                 tasks.append(asyncio.create_task(self.scalers[name].run(stop)))
+                tasks.append(asyncio.create_task(self.rollouts[name].run(stop)))
             if s.scaler_port:
                 tasks.append(asyncio.create_task(self._scaler(stop)))
             while not server.started:

@@ -1,7 +1,18 @@
-"""Returns its input unchanged; costs nothing, so it measures the serving path itself."""
+"""Returns its input, costing nothing, so it measures the serving path itself.
+
+Its optional artifact (a directory with ``config.json``) makes versions of it for lifecycle tests and
+benchmarks: ``{"version": "v2", "scale": 1.0, "delay_ms": 0, "error_rate": 0.0, "healthy_calls": 0,
+"ballast_mb": 0}``. ``scale`` multiplies the output (a wrong model), ``delay_ms`` and ``error_rate`` apply
+to every call after the first ``healthy_calls`` (a version that passes its gates, then degrades under
+traffic), ``ballast_mb`` holds that much memory while loaded.
+"""
 
 from __future__ import annotations
 
+import json
+import random
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +29,39 @@ class Echo(Function):
     batching = BatchingDefaults(max_batch_size=64, max_delay_ms=0.0, max_queue=1024)
     version = "1"
 
+    def __init__(self) -> None:
+        self.scale = 1.0
+        self.delay_s = 0.0
+        self.error_rate = 0.0
+        self.healthy_calls = 0
+        self.ballast = b""
+        self._calls = 0
+        self._lock = threading.Lock()
+        self._random = random.Random(0)  # noqa: S311 - fault injection and sampling, not secrets
+
     def load(self, artifacts: Path | None) -> None:
-        return None
+        config_path = artifacts / "config.json" if artifacts is not None else None
+        if config_path is None or not config_path.is_file():
+            return
+        config = json.loads(config_path.read_text())
+        self.version = str(config.get("version", artifacts.name if artifacts else self.version))
+        self.scale = float(config.get("scale", 1.0))
+        self.delay_s = float(config.get("delay_ms", 0.0)) / 1000.0
+        self.error_rate = float(config.get("error_rate", 0.0))
+        self.healthy_calls = int(config.get("healthy_calls", 0))
+        self.ballast = bytes(int(float(config.get("ballast_mb", 0)) * 2**20))
 
     def infer(self, inputs: Tensors) -> Tensors:
-        return {"y": inputs["x"]}
+        with self._lock:
+            self._calls += 1
+            degraded = self._calls > self.healthy_calls
+            fail = degraded and self._random.random() < self.error_rate
+        if degraded and self.delay_s:
+            time.sleep(self.delay_s)
+        if fail:
+            raise RuntimeError("injected failure (echo error_rate)")
+        x = inputs["x"]
+        return {"y": x if self.scale == 1.0 else (x * np.float32(self.scale)).astype(np.float32)}
 
     def warmup_inputs(self) -> Tensors:
         return {"x": np.zeros((1, 4), dtype=np.float32)}

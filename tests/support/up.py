@@ -60,11 +60,12 @@ spec:
 """
 
 
-def manifests_with_echo(tmp: Path) -> Path:
+def manifests_with_echo(tmp: Path, echo_min_replicas: int = 0) -> Path:
     """The repository's manifests plus a trivial function scaled on tight parameters."""
     root = tmp / "manifests"
     shutil.copytree(REPO / "manifests" / "base", root)
-    (root / "echo.yaml").write_text(ECHO_MANIFESTS)
+    echo = ECHO_MANIFESTS.replace("minReplicas: 0", f"minReplicas: {echo_min_replicas}")
+    (root / "echo.yaml").write_text(echo.replace("minReplicaCount: 0", f"minReplicaCount: {echo_min_replicas}"))
     return root
 
 
@@ -109,15 +110,23 @@ class UpProcess:
             return []
 
 
-def start_up(tmp: Path, *extra: str, token: str | None = None, timeout: float = 60) -> UpProcess:
+def start_up(
+    tmp: Path,
+    *extra: str,
+    token: str | None = None,
+    timeout: float = 60,
+    echo_min_replicas: int = 0,
+    env: dict[str, str] | None = None,
+    cwd: Path = REPO,
+) -> UpProcess:
     http, kafka, s3 = free_port(), free_port(), free_port()
     argv = [
         sys.executable, "-m", "wakeserve", "up", "--quiet",
         "--http-port", str(http), "--kafka-port", str(kafka), "--s3-port", str(s3), "--scaler-port", "0",
-        "--manifests", str(manifests_with_echo(tmp)), "--state-dir", str(tmp / "state"), *extra,
+        "--manifests", str(manifests_with_echo(tmp, echo_min_replicas)), "--state-dir", str(tmp / "state"), *extra,
     ]  # fmt: skip
-    env = {"WAKESERVE_GATEWAY_TOKEN": token} if token else {}
-    process = ChildProcess("wakeserve-up", argv, env=env, log_path=tmp / "up.log", cwd=REPO)
+    env = {**(env or {}), **({"WAKESERVE_GATEWAY_TOKEN": token} if token else {})}
+    process = ChildProcess("wakeserve-up", argv, env=env, log_path=tmp / "up.log", cwd=cwd)
     up = UpProcess(process, f"http://127.0.0.1:{http}", token, f"127.0.0.1:{kafka}", f"http://127.0.0.1:{s3}")
 
     def serving() -> bool:

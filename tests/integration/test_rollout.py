@@ -1,0 +1,206 @@
+"""Model lifecycle through ``wakeserve up`` under continuous HTTP and event load: canary, promotion, gates,
+automatic rollback, version consistency. Versions are echo artifacts (``functions/echo/function.py``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.integration.async_support import Collector
+from tests.support.load import EchoLoad
+from tests.support.up import UpProcess, start_up
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+TERMINAL = {"promoted", "rolled_back", "aborted", "failed"}
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
+    process = start_up(tmp_path_factory.mktemp("rollout"), "--functions", "echo", echo_min_replicas=2)
+    yield process
+    process.process.stop(60)
+
+
+@pytest.fixture(scope="module")
+def versions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("echo-versions")
+    configs = {
+        "good": {},
+        "wrong": {"scale": 2.0},  # fails the golden gate
+        "flaky": {"error_rate": 0.5, "healthy_calls": 40},  # passes the gates, then fails half its calls
+        "slow": {"delay_ms": 60, "healthy_calls": 40},  # passes the gates, then takes 60 ms a call
+    }
+    for name, config in configs.items():
+        (root / name).mkdir()
+        (root / name / "config.json").write_text(json.dumps(config))
+    return root
+
+
+def rollout_url(up: UpProcess) -> str:
+    return f"{up.url}/wakeserve/functions/echo/rollout"
+
+
+def start_rollout(up: UpProcess, **body: Any) -> dict[str, Any]:
+    response = httpx.post(rollout_url(up), json=body, headers=up.headers, timeout=10)
+    assert response.status_code == 202, response.text
+    return dict(response.json())
+
+
+def wait_rollout(up: UpProcess, timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    state: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        state = httpx.get(rollout_url(up), headers=up.headers, timeout=10).json()
+        if state["rollout"] and state["rollout"]["phase"] in TERMINAL:
+            return state
+        time.sleep(0.2)
+    raise AssertionError(f"rollout still running after {timeout}s: {state}")
+
+
+def ready_echo(up: UpProcess) -> dict[str, Any]:
+    return up.wait_for("two echo replicas ready", lambda s: s["functions"]["echo"]["ready"] >= 2, timeout=90)
+
+
+def stable_version(up: UpProcess) -> str:
+    ready_echo(up)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        stable = httpx.get(rollout_url(up), headers=up.headers, timeout=10).json()["stable"]
+        if stable:
+            return str(stable)
+        time.sleep(0.2)
+    raise AssertionError("the controller never learned the stable version")
+
+
+def test_a_version_that_fails_a_gate_never_serves(up: UpProcess, versions: Path) -> None:
+    stable = stable_version(up)
+    version = f"wrong-{uuid.uuid4().hex[:6]}"
+    with EchoLoad(up.url, up.headers, event_every_s=0) as load:
+        time.sleep(0.5)
+        start_rollout(up, model_uri=str(versions / "wrong"), version=version, steps=[50, 100], hold_s=1)
+        state = wait_rollout(up)
+        time.sleep(0.5)
+    rollout = state["rollout"]
+    assert rollout["phase"] == "failed"
+    assert "golden" in rollout["reason"] and "differs" in rollout["reason"]
+    answers = load.snapshot()
+    assert answers and all(a.status == 200 and a.correct for a in answers)
+    assert {a.version for a in answers} == {stable}
+    assert state["stable"] == stable
+    slots = httpx.get(f"{up.url}/wakeserve/functions/echo/slots", headers=up.headers, timeout=10).json()
+    for replica in slots["replicas"]:
+        assert replica["slots"]["active"]["version"] == stable
+        assert replica["slots"]["candidate"] is None or replica["slots"]["candidate"]["state"] != "ready"
+
+
+@pytest.mark.parametrize(
+    ("artifact", "reason"), [("flaky", "error rate"), ("slow", "p99 latency")], ids=["errors", "latency"]
+)
+def test_a_version_that_degrades_under_canary_is_rolled_back(
+    up: UpProcess, versions: Path, artifact: str, reason: str
+) -> None:
+    stable = stable_version(up)
+    version = f"{artifact}-{uuid.uuid4().hex[:6]}"
+    with EchoLoad(up.url, up.headers, event_every_s=0) as load:
+        time.sleep(0.5)
+        start_rollout(
+            up, model_uri=str(versions / artifact), version=version, steps=[25, 100], hold_s=60, min_requests=30
+        )
+        state = wait_rollout(up)
+        rolled_back_at = time.monotonic()
+        time.sleep(1.5)
+    rollout = state["rollout"]
+    assert rollout["phase"] == "rolled_back", rollout
+    assert reason in rollout["reason"]
+    assert rollout["percent"] == 0 and state["stable"] == stable
+    assert rollout["step_metrics"][version]["requests"] >= 30
+    answers = load.snapshot()
+    # The stable version never failed; the candidate served a share of calls until the rollback, then none.
+    assert all(a.status == 200 and a.correct for a in answers if a.version == stable)
+    assert all(a.version == stable and a.status == 200 for a in answers if a.sent > rolled_back_at + 1.0)
+    assert len([a for a in answers if a.sent > rolled_back_at + 1.0]) > 10
+
+
+def test_a_good_version_is_promoted_with_no_failed_request_and_every_answer_labelled(
+    up: UpProcess, versions: Path
+) -> None:
+    stable = stable_version(up)
+    version = f"good-{uuid.uuid4().hex[:6]}"
+    collector = Collector(up.settings(), up.settings().topics.results)
+    try:
+        with EchoLoad(up.url, up.headers, event_every_s=0.05) as load:
+            time.sleep(1.0)
+            start_rollout(up, model_uri=str(versions / "good"), version=version, steps=[10, 50, 100], hold_s=1.5)
+            state = wait_rollout(up)
+            promoted_at = time.monotonic()
+            time.sleep(1.5)
+        results = collector.wait_for({e.attributes["id"] for e in load.events}, timeout=90)
+    finally:
+        collector.close()
+    rollout = state["rollout"]
+    assert rollout["phase"] == "promoted", rollout
+    assert state["stable"] == version
+    steps = [e["event"] for e in rollout["events"]]
+    assert any("10% of new requests" in s for s in steps) and any("50% of new requests" in s for s in steps)
+
+    answers = load.snapshot()
+    assert len(answers) > 100
+    failed = [a for a in answers if a.status != 200 or not a.correct]
+    assert failed == []
+    assert {a.version for a in answers} == {stable, version}
+    assert all(a.version == version for a in answers if a.sent > promoted_at + 0.5)
+    assert load.event_failures == [] and len(load.events) > 20
+    labels = set()
+    for event in load.events:
+        (result,) = results[event.attributes["id"]]
+        assert result.attributes["type"] == "dev.wakeserve.inference.result"
+        sent = orjson.loads(event.data or b"")["inputs"][0]["data"]
+        assert orjson.loads(result.data or b"")["outputs"][0]["data"] == sent
+        assert orjson.loads(result.data or b"")["model_version"] == result.attributes["modelversion"]
+        labels.add(result.attributes["modelversion"])
+    assert labels <= {stable, version} and version in labels
+
+    # Every replica serves the new version, and a replacement for a crashed one starts with it.
+    pods = up.wait_for(
+        "all replicas on the new version",
+        lambda s: [p["version"] for p in s["functions"]["echo"]["pods"] if p["state"] == "ready"] == [version] * 2,
+    )["functions"]["echo"]["pods"]
+    os.kill(pods[0]["pid"], signal.SIGKILL)
+    up.wait_for(
+        "the replacement ready on the new version",
+        lambda s: (
+            sorted(
+                (p["pid"] != pods[0]["pid"], str(p["version"]))
+                for p in s["functions"]["echo"]["pods"]
+                if p["state"] == "ready"
+            )
+            == [(True, version), (True, version)]
+        ),
+        timeout=60,
+    )
+
+
+def test_rollout_requests_are_validated_and_conflicts_refused(up: UpProcess, versions: Path) -> None:
+    bad = [
+        ({"model_uri": str(versions / "good")}, "version"),
+        ({"version": "x", "steps": [50, 25, 100]}, "steps"),
+        ({"version": "x", "steps": [10, 50]}, "last step must be 100"),
+        ({"version": "x", "colour": "blue"}, "unknown field"),
+    ]
+    for body, problem in bad:
+        response = httpx.post(rollout_url(up), json=body, headers=up.headers, timeout=10)
+        assert response.status_code == 400, response.text
+        assert problem in response.json()["error"]
+    assert httpx.post(f"{rollout_url(up)}/promote", headers=up.headers, timeout=10).status_code == 409
+    missing = httpx.get(f"{up.url}/wakeserve/functions/nope/rollout", headers=up.headers, timeout=10)
+    assert missing.status_code == 404 and missing.json()["code"] == "unknown_model"
