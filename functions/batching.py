@@ -97,6 +97,11 @@ class DynamicBatcher:
         return sum(len(q) for q in self._queues)
 
     @property
+    def running(self) -> bool:
+        """A batch is on the model now."""
+        return self._running > 0
+
+    @property
     def depth(self) -> int:
         """Requests waiting plus requests in the batch now running."""
         return self.waiting + self._running

@@ -66,9 +66,10 @@ def build_model(name: str, settings: PredictorSettings, metrics: PredictorMetric
 
 def resolve_artifacts(function: Function, model_uri: str | None, settings: PredictorSettings) -> Path | None:
     """Blocking: resolve the encoder (if the function has one) and the function's artifacts."""
-    from events.s3 import make_s3_client
 
     def client():  # type: ignore[no-untyped-def]
+        from events.s3 import make_s3_client  # boto3 is imported only for s3:// artifacts
+
         return make_s3_client(settings.s3_endpoint)
 
     encoder = artifacts.resolve(settings.encoder_uri, settings.model_cache_dir, client)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import itertools
 import logging
 import time
@@ -56,6 +55,7 @@ class Slot:
         self.inflight = 0
         self.memory_mb: float | None = None
         self.load_s: float | None = None
+        self.baseline_s: float | None = None  # median latency of the gate runs on the golden inputs
         self.created = time.time()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{function.name}-{role}")
         self.batcher = DynamicBatcher(
@@ -98,7 +98,6 @@ class Slot:
         await self.batcher.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.function = _Released(self.function.name)  # type: ignore[assignment]
-        await asyncio.to_thread(gc.collect)
 
     def describe(self) -> dict[str, Any]:
         return {
