@@ -18,6 +18,7 @@ OVERLAYS = ("knative", "keda", "dev")
 KUSTOMIZATIONS = {
     **{f"overlays/{name}": MANIFESTS / "overlays" / name for name in OVERLAYS},
     "base": MANIFESTS / "base",
+    "overlays/knative-canary": MANIFESTS / "overlays" / "knative-canary",
     "kafka/topics": MANIFESTS / "kafka" / "topics",
     "kafka/dev": MANIFESTS / "kafka" / "dev",
 }
