@@ -223,7 +223,7 @@ def served_ok(http: int) -> float:
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
-        if line.startswith('wakeserve_requests_total{model="embedder",outcome="ok"}')
+        if line.startswith('wakeserve_requests_total{model="embedder",outcome="ok",')
     )
 
 

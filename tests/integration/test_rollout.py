@@ -204,3 +204,56 @@ def test_rollout_requests_are_validated_and_conflicts_refused(up: UpProcess, ver
     assert httpx.post(f"{rollout_url(up)}/promote", headers=up.headers, timeout=10).status_code == 409
     missing = httpx.get(f"{up.url}/wakeserve/functions/nope/rollout", headers=up.headers, timeout=10)
     assert missing.status_code == 404 and missing.json()["code"] == "unknown_model"
+
+
+def wait_phase(up: UpProcess, phase: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    state: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        state = httpx.get(rollout_url(up), headers=up.headers, timeout=10).json()
+        if state["rollout"] and state["rollout"]["phase"] == phase:
+            return state
+        time.sleep(0.2)
+    raise AssertionError(f"rollout never reached {phase}: {state}")
+
+
+def test_manual_abort_and_manual_promote(up: UpProcess, versions: Path) -> None:
+    stable = stable_version(up)
+    held = {"steps": [20, 100], "hold_s": 600, "model_uri": str(versions / "good")}
+    with EchoLoad(up.url, up.headers, event_every_s=0) as load:
+        start_rollout(up, version=f"abort-{uuid.uuid4().hex[:6]}", **held)
+        wait_phase(up, "canary")
+        aborted = httpx.post(f"{rollout_url(up)}/abort", headers=up.headers, timeout=10).json()
+        second = f"promote-{uuid.uuid4().hex[:6]}"
+        start_rollout(up, version=second, **held)
+        wait_phase(up, "canary")
+        promoted = httpx.post(f"{rollout_url(up)}/promote", headers=up.headers, timeout=10).json()
+        promoted_at = time.monotonic()
+        time.sleep(1.0)
+    assert aborted["rollout"]["phase"] == "aborted" and aborted["stable"] == stable
+    assert promoted["rollout"]["phase"] == "promoted" and promoted["stable"] == second
+    answers = load.snapshot()
+    assert [a for a in answers if a.status != 200 or not a.correct] == []
+    assert all(a.version == second for a in answers if a.sent > promoted_at + 0.5)
+
+
+def test_a_replica_serving_a_version_the_controller_does_not_know_is_replaced(up: UpProcess, versions: Path) -> None:
+    stable = stable_version(up)
+    pods = [p for p in ready_echo(up)["functions"]["echo"]["pods"] if p["state"] == "ready"]
+    rogue = pods[0]
+    # Someone swaps one replica behind the controller's back.
+    answer = httpx.post(
+        f"http://127.0.0.1:{rogue['port']}/wakeserve/models/echo/slots",
+        json={"model_uri": str(versions / "good"), "version": "rogue", "promote": True},
+        timeout=10,
+    )
+    assert answer.status_code == 202, answer.text
+    status = up.wait_for(
+        "the rogue replica replaced",
+        lambda s: (
+            rogue["pid"] not in [p["pid"] for p in s["functions"]["echo"]["pods"]]
+            and [p["version"] for p in s["functions"]["echo"]["pods"] if p["state"] == "ready"] == [stable] * 2
+        ),
+        timeout=60,
+    )
+    assert all(p["version"] != "rogue" for p in status["functions"]["echo"]["pods"])

@@ -287,14 +287,15 @@ def test_metrics_count_what_was_served(embedder):
         json={"inputs": [{"name": "text", "datatype": "FP32", "shape": [1], "data": [1]}]},
     )
     after = httpx.get(f"{embedder.url}/metrics").text
-    ok = metric(after, "wakeserve_requests_total", model="embedder", outcome="ok") - metric(
-        before, "wakeserve_requests_total", model="embedder", outcome="ok"
+    v = {"model": "embedder", "version": "all-MiniLM-L6-v2"}  # every count says which version served it
+    ok = metric(after, "wakeserve_requests_total", outcome="ok", **v) - metric(
+        before, "wakeserve_requests_total", outcome="ok", **v
     )
-    bad = metric(after, "wakeserve_requests_total", model="embedder", outcome="invalid_input") - metric(
-        before, "wakeserve_requests_total", model="embedder", outcome="invalid_input"
+    bad = metric(after, "wakeserve_requests_total", outcome="invalid_input", **v) - metric(
+        before, "wakeserve_requests_total", outcome="invalid_input", **v
     )
     assert (ok, bad) == (3, 1)
-    assert metric(after, "wakeserve_request_duration_seconds_count", model="embedder") >= 4
+    assert metric(after, "wakeserve_request_duration_seconds_count", **v) >= 4
     assert 'wakeserve_queue_depth{model="embedder"}' in after
     assert metric(after, "wakeserve_model_ready", model="embedder") == 1
 
