@@ -7,7 +7,8 @@ canary share, promote, abort; and per-version request statistics for the rollout
     POST /wakeserve/models/{name}/slots/promote    the gated candidate becomes active → 200
     POST /wakeserve/models/{name}/slots/abort      drop the candidate → 200
     POST /wakeserve/models/{name}/slots/canary     {"percent": 0..100} of new requests to the candidate
-    GET  /wakeserve/models/{name}/stats?after=N    per-version counters and latency samples after sequence N
+    GET  /wakeserve/models/{name}/stats?after=N    per-version counters and latency samples after sequence N,
+                                                    the versions in both slots and the canary share
 """
 
 from __future__ import annotations
@@ -75,6 +76,12 @@ def add_control_routes(app: FastAPI, models: dict[str, FunctionModel]) -> None:
         doc["active"] = m.version
         candidate = m.lifecycle.candidate
         doc["candidate"] = candidate.version if candidate is not None and candidate.state == "ready" else None
+        doc["candidate_slot"] = (
+            None
+            if candidate is None
+            else {"version": candidate.version, "state": candidate.state, "error": candidate.error}
+        )
+        doc["canary_percent"] = m.lifecycle.canary.percent
         return doc
 
     base = "/wakeserve/models/{name}"

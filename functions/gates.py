@@ -18,7 +18,6 @@ import numpy as np
 
 from functions.spec import Tensors, TensorSpec
 
-GATES = ("load", "contract", "golden", "latency", "memory")
 SKIPPABLE = frozenset({"contract", "golden", "latency", "memory"})
 
 

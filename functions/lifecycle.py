@@ -180,12 +180,6 @@ class Lifecycle:
             return candidate
         return self.active
 
-    def slot_for_version(self, version: str) -> Slot | None:
-        for slot in (self.active, self.candidate):
-            if slot is not None and slot.version == version and slot.state in ("active", "ready"):
-                return slot
-        return None
-
     # -- the first version -----------------------------------------------------------------------------------
     def new_slot(self, function: Function, role: str, source: str) -> Slot:
         return Slot(function, self.batching, role=role, source=source, observe_batch=self.observe_batch)

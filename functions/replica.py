@@ -150,12 +150,9 @@ def run(
         root = watch.package_dir(name)
         await watch.watch(model.lifecycle, root, settings.model_version, skip, settings.watch_interval_s, stop)
 
-    async def after_ready(stop: asyncio.Event) -> None:
-        await source_watch(stop)
-
     serve = server.serve(
         {name: lambda: artifact_resolver(model, settings)},
-        after_ready=after_ready if settings.watch else None,
+        after_ready=source_watch if settings.watch else None,
         on_ready=resume_gc,
         during_startup=consumer if consume_events else None,
     )

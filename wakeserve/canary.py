@@ -12,9 +12,7 @@ latency is above ``latency_ratio`` times the stable p99 (and more than ``latency
 from __future__ import annotations
 
 import enum
-import math
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -143,10 +141,3 @@ def decide(
     if step + 1 >= len(policy.steps):
         return Verdict(Action.PROMOTE, f"healthy at {policy.steps[step]:g}% for {held:.0f}s")
     return Verdict(Action.ADVANCE, f"healthy at {policy.steps[step]:g}% for {held:.0f}s")
-
-
-def parse_steps(text: str | Sequence[float]) -> tuple[float, ...]:
-    values = [float(s) for s in (text.split(",") if isinstance(text, str) else text)]
-    if any(math.isnan(v) for v in values):
-        raise ValueError("steps must be numbers")
-    return tuple(values)

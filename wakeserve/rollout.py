@@ -224,13 +224,10 @@ class RolloutController:
 
     async def _converge(self, rollout: Rollout, observed: list[tuple[Replica, dict[str, Any]]], now: float) -> None:
         version = rollout.request.version
-        slots = await asyncio.gather(*(self._slots(r) for r, _ in observed), return_exceptions=True)
         loaded = 0
-        for (replica, _), doc in zip(observed, slots):
-            if not isinstance(doc, dict):
-                continue
-            candidate = doc.get("candidate")
-            if doc["active"]["version"] == version:
+        for replica, doc in observed:
+            candidate = doc["candidate_slot"]
+            if doc["active"] == version:
                 loaded += 1  # promoted already (a replica that started after the promotion)
                 continue
             busy = candidate is not None and candidate["state"] in ("loading", "gating")
@@ -295,11 +292,6 @@ class RolloutController:
         await asyncio.gather(*(self._post(r, "slots/abort", {}) for r in self.pool.ready()), return_exceptions=True)
 
     # -- HTTP to replicas ------------------------------------------------------------------------------------
-    async def _slots(self, replica: Replica) -> dict[str, Any]:
-        response = await self.client.get(f"{replica.url}/wakeserve/models/{self.pool.function}/slots", timeout=5)
-        response.raise_for_status()
-        return dict(response.json())
-
     async def _post(self, replica: Replica, path: str, body: dict[str, Any]) -> dict[str, Any]:
         response = await self.client.post(
             f"{replica.url}/wakeserve/models/{self.pool.function}/{path}", json=body, timeout=10
