@@ -13,8 +13,6 @@ import gc
 import logging
 import os
 import statistics
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from events.errors import ConflictError, InvalidInputError
+from functions.cooperative import StepAside
 from functions.gates import (
     SKIPPABLE,
     GatePolicy,
@@ -87,31 +86,15 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _yielding_to(busy: Callable[[], bool], work: Callable[[], None], max_wait_s: float = 0.05) -> Callable[[], None]:
-    """``work`` made to step aside while ``busy()``: at every Python call it makes, it sleeps (releasing the
-    GIL) until the active version's batch is done, up to ``max_wait_s`` at a time.
-
-    Loading a transformers model is mostly Python holding the GIL; without this, the serving thread, which
-    needs the GIL between torch operations, stalls for the whole load (about 80 ms for MiniLM here). Loading
-    takes about three times longer this way and serving does not notice.
-    """
-
-    def hook(_frame: object, event: str, _arg: object) -> None:
-        if event == "call" and busy():
-            deadline = time.monotonic() + max_wait_s
-            while busy() and time.monotonic() < deadline:
-                time.sleep(0.0005)
-
+def _loading_quietly(step_aside: StepAside, work: Callable[[], None]) -> Callable[[], None]:
     def run() -> None:
-        # transformers materialises weights on a pool of its own threads, which this hook cannot slow down;
+        # transformers materialises weights on a pool of its own threads, which the hook cannot slow down;
         # its documented switch loads them on the calling thread instead.
         previous = os.environ.get("HF_DEACTIVATE_ASYNC_LOAD")
         os.environ["HF_DEACTIVATE_ASYNC_LOAD"] = "1"
-        sys.setprofile(hook)  # this thread only
         try:
-            work()
+            step_aside.run(work)
         finally:
-            sys.setprofile(None)
             if previous is None:
                 os.environ.pop("HF_DEACTIVATE_ASYNC_LOAD", None)
             else:
@@ -135,12 +118,6 @@ def _collector_paused() -> Iterator[None]:
         if enabled:
             gc.freeze()
             gc.enable()
-
-
-def _lower_priority() -> None:
-    # Linux applies a thread's nice value to that thread alone: loading yields the CPU to the serving thread.
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
 @dataclass
@@ -227,27 +204,26 @@ class Lifecycle:
 
     async def _load(self, slot: Slot, spec: CandidateSpec, uri: str | None) -> None:
         loop = asyncio.get_running_loop()
-        loader = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"{self.name}-loader", initializer=_lower_priority
-        )
+        loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.name}-loader")
         before = rss_mb()
         started = time.monotonic()
+        self._note("loading", slot.version, uri or "packaged")
         try:
             function = slot.function
 
             def load() -> None:
                 function.load(self.resolve(function, uri))
 
-            active = self.active
             with _collector_paused():
-                await loop.run_in_executor(
-                    loader, _yielding_to(lambda: active is not None and active.batcher.running, load)
-                )
+                await loop.run_in_executor(loader, _loading_quietly(StepAside(self._active_busy), load))
+            loaded_s = time.monotonic() - started
             # Warm-up on the thread that will serve: a thread's first torch calls set up its own state.
             await self._run(slot, function.warmup_inputs())
             slot.load_s = round(time.monotonic() - started, 3)
             slot.version = (spec.version or function.version) + spec.version_suffix
-            slot.gates.append(GateResult("load", True, f"loaded and warmed up in {slot.load_s:.2f}s"))
+            detail = f"loaded in {loaded_s:.2f}s, warmed up in {slot.load_s - loaded_s:.2f}s"
+            slot.gates.append(GateResult("load", True, detail))
+            self._note("loaded", slot.version, detail)
             slot.state = "gating"
             await self._gate(slot, spec, before)
         except asyncio.CancelledError:
@@ -304,11 +280,20 @@ class Lifecycle:
         if failed:
             slot.state, slot.error = "failed", "; ".join(f"{g.name}: {g.detail}" for g in failed)
 
-    async def _run(self, slot: Slot, inputs: Tensors) -> Tensors:
-        return await asyncio.get_running_loop().run_in_executor(slot.executor, slot.function.infer, inputs)
+    def _active_busy(self) -> bool:
+        active = self.active
+        return active is not None and (active.inflight > 0 or active.batcher.running)
+
+    async def _run(self, slot: Slot, inputs: Tensors, thread: ThreadPoolExecutor | None = None) -> Tensors:
+        """A candidate's call (on its own thread unless given one), stepping aside while the active serves."""
+        step_aside = StepAside(self._active_busy)
+        return await asyncio.get_running_loop().run_in_executor(
+            thread or slot.executor, step_aside.run, lambda: slot.function.infer(inputs)
+        )
 
     async def _latency(self, slot: Slot) -> GateResult:
-        """The candidate's latency on its own thread against the active version's baseline.
+        """The candidate's latency against the active version's baseline, each run in a gap between the
+        active version's requests; a run pauses while a request is served and the pauses are not counted.
 
         A version's baseline is the median of its own gate runs; the first version, never gated, is measured
         once, a few runs in the gaps between its batches, so that serving hardly notices.
@@ -329,14 +314,17 @@ class Lifecycle:
         slot.baseline_s = statistics.median(candidate_s)
         return latency_gate([active.baseline_s], candidate_s, self.policy)
 
-    @staticmethod
-    async def _timed(slot: Slot, inputs: Tensors) -> float:
+    async def _timed(self, slot: Slot, inputs: Tensors, thread: ThreadPoolExecutor | None = None) -> float:
+        """Seconds one call takes, not counting the pauses a candidate makes for the active version. The
+        active version and candidates are timed under the same profile hook, so its cost cancels out."""
+        step_aside = StepAside(self._active_busy if slot is not self.active else lambda: False)
+
         def timed() -> float:
             started = time.perf_counter()
-            slot.function.infer(inputs)
-            return time.perf_counter() - started
+            step_aside.run(lambda: slot.function.infer(inputs))
+            return time.perf_counter() - started - step_aside.waited_s
 
-        return await asyncio.get_running_loop().run_in_executor(slot.executor, timed)
+        return await asyncio.get_running_loop().run_in_executor(thread or slot.executor, timed)
 
     @staticmethod
     async def _idle_gap(slot: Slot, patience_s: float = 1.0) -> None:
@@ -412,5 +400,5 @@ class Lifecycle:
             "active": self.active.describe() if self.active else None,
             "candidate": self.candidate.describe() if self.candidate else None,
             "canary_percent": self.canary.percent,
-            "history": [vars(r) for r in self.history[-10:]],
+            "history": [vars(r) for r in self.history[-20:]],
         }

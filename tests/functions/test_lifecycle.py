@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +92,7 @@ def test_a_gated_candidate_is_promoted_and_new_requests_use_it(tmp_path):
         "load", "contract", "contract", "golden", "latency", "memory"
     ]  # fmt: skip
     assert all(g.passed and not g.skipped for g in candidate.gates)
-    assert [r.event for r in m.lifecycle.history] == ["active", "gated", "promoted"]
+    assert [r.event for r in m.lifecycle.history] == ["active", "loading", "loaded", "gated", "promoted"]
     assert m.stats.counts["1"].requests == 2 and m.stats.counts["v2"].requests == 1
 
 
@@ -234,3 +236,40 @@ def test_the_canary_share_is_exact(tmp_path, percent, expected):
 
     versions = asyncio.run(scenario())
     assert versions.count("v2") == expected and versions.count("1") == 100 - expected
+
+
+def calls(n: int) -> int:
+    def step(i: int) -> int:
+        return i
+
+    return sum(step(i) for i in range(n))
+
+
+@pytest.mark.parametrize(
+    ("busy_for_s", "min_waited_s", "max_slowdown"),
+    [
+        (0.0, 0.0, 2),  # never busy: only the short gaps left every slice
+        (0.3, 0.25, None),  # busy for a while: the work waits about that long, then runs
+        (600.0, 0.1, 30),  # busy for longer than any test: the work still finishes, at about a tenth of its speed
+    ],
+)
+def test_background_work_steps_aside_while_the_active_version_is_busy(busy_for_s, min_waited_s, max_slowdown):
+    from functions.cooperative import StepAside
+
+    def work() -> int:
+        return sum(calls(100) for _ in range(800))
+
+    started = time.perf_counter()
+    expected = StepAside(lambda: False).run(work)
+    alone_s = time.perf_counter() - started  # under the same profile hook, never pausing
+    until = time.monotonic() + busy_for_s
+    step_aside = StepAside(lambda: time.monotonic() < until, max_wait_s=0.05)
+    started = time.perf_counter()
+    assert step_aside.run(work) == expected
+    elapsed = time.perf_counter() - started
+    assert step_aside.waited_s >= min_waited_s
+    if busy_for_s < 1:  # beyond the busy time, only the gaps left every 2 ms slice of work
+        assert step_aside.waited_s <= busy_for_s + 0.3 * elapsed
+    if max_slowdown is not None:
+        assert elapsed <= max_slowdown * alone_s + 0.2
+    assert sys.getprofile() is None
