@@ -273,3 +273,18 @@ def test_background_work_steps_aside_while_the_active_version_is_busy(busy_for_s
     if max_slowdown is not None:
         assert elapsed <= max_slowdown * alone_s + 0.2
     assert sys.getprofile() is None
+
+
+def test_background_work_does_not_pause_while_it_holds_a_lock_the_serving_thread_needs():
+    from functions.cooperative import StepAside, holding_shared
+
+    def inside() -> int:
+        with holding_shared():
+            return sum(calls(100) for _ in range(2000))
+
+    held = StepAside(lambda: True, max_wait_s=0.05)
+    assert held.run(inside) > 0
+    assert held.waited_s <= 0.06  # one pause at most, before the section is entered
+    free = StepAside(lambda: True, max_wait_s=0.05)
+    free.run(lambda: sum(calls(100) for _ in range(2000)))
+    assert free.waited_s >= 3 * 0.05  # the same work outside such a section pauses again and again
