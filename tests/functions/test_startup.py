@@ -160,3 +160,32 @@ def test_deferred_processor_is_built_once_and_again_after_a_failure():
     first, second = asyncio.run(scenario())
     assert first is second
     assert len(calls) == 2
+
+
+def test_the_read_only_routes_are_called_once_before_ready():
+    from functions.control import add_control_routes
+
+    server = echo_server(free_port())
+    add_control_routes(server.rest_app, {m.name: m for m in server.models})
+    seen: list[str] = []
+    app = server.app
+
+    async def recording(scope, receive, send):  # noqa: ANN001 - an ASGI callable
+        if scope["type"] == "http":
+            seen.append(scope["path"])
+        await app(scope, receive, send)
+
+    server.app = recording
+
+    async def scenario() -> dict[str, int]:
+        await server.models[0].load_async(lambda: None)
+        try:
+            return await server._warm_routes()
+        finally:
+            await server.models[0].close()
+
+    statuses = asyncio.run(scenario())
+    expected = ["/v2/health/ready", "/metrics", "/v2/models/echo", "/wakeserve/models/echo/slots"]
+    expected.append("/wakeserve/models/echo/stats")
+    assert seen == expected
+    assert statuses == dict.fromkeys(expected, 200)
