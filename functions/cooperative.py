@@ -10,14 +10,20 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
-_held = threading.local()
+
+
+class _Held(threading.local):
+    depth = 0  # shared sections this thread is inside
+
+
+_held = _Held()
 
 
 @contextlib.contextmanager
 def holding_shared() -> Iterator[None]:
     """Marks code that holds a lock the serving thread may need (a shared tokenizer): background work does
     not pause inside it, or the serving thread would wait for the pause to end."""
-    _held.depth = getattr(_held, "depth", 0) + 1
+    _held.depth += 1
     try:
         yield
     finally:
@@ -47,7 +53,7 @@ class StepAside:
         self._slice_end = 0.0
 
     def _hook(self, _frame: object, event: str, _arg: object) -> None:
-        if event != "call" or getattr(_held, "depth", 0):
+        if event != "call" or _held.depth:
             return
         now = time.monotonic()
         if not self.busy():

@@ -284,11 +284,11 @@ class Lifecycle:
         active = self.active
         return active is not None and (active.inflight > 0 or active.batcher.running)
 
-    async def _run(self, slot: Slot, inputs: Tensors, thread: ThreadPoolExecutor | None = None) -> Tensors:
-        """A candidate's call (on its own thread unless given one), stepping aside while the active serves."""
+    async def _run(self, slot: Slot, inputs: Tensors) -> Tensors:
+        """A candidate's call on its own thread, stepping aside while the active version serves."""
         step_aside = StepAside(self._active_busy)
         return await asyncio.get_running_loop().run_in_executor(
-            thread or slot.executor, step_aside.run, lambda: slot.function.infer(inputs)
+            slot.executor, step_aside.run, lambda: slot.function.infer(inputs)
         )
 
     async def _latency(self, slot: Slot) -> GateResult:
@@ -314,7 +314,7 @@ class Lifecycle:
         slot.baseline_s = statistics.median(candidate_s)
         return latency_gate([active.baseline_s], candidate_s, self.policy)
 
-    async def _timed(self, slot: Slot, inputs: Tensors, thread: ThreadPoolExecutor | None = None) -> float:
+    async def _timed(self, slot: Slot, inputs: Tensors) -> float:
         """Seconds one call takes, not counting the pauses a candidate makes for the active version. The
         active version and candidates are timed under the same profile hook, so its cost cancels out."""
         step_aside = StepAside(self._active_busy if slot is not self.active else lambda: False)
@@ -324,7 +324,7 @@ class Lifecycle:
             step_aside.run(lambda: slot.function.infer(inputs))
             return time.perf_counter() - started - step_aside.waited_s
 
-        return await asyncio.get_running_loop().run_in_executor(thread or slot.executor, timed)
+        return await asyncio.get_running_loop().run_in_executor(slot.executor, timed)
 
     @staticmethod
     async def _idle_gap(slot: Slot, patience_s: float = 1.0) -> None:

@@ -170,7 +170,7 @@ def test_the_read_only_routes_are_called_once_before_ready():
     seen: list[str] = []
     app = server.app
 
-    async def recording(scope, receive, send):  # noqa: ANN001 - an ASGI callable
+    async def recording(scope, receive, send):
         if scope["type"] == "http":
             seen.append(scope["path"])
         await app(scope, receive, send)
