@@ -1,7 +1,8 @@
 """Asynchronous path benchmark (issue B). One run measures, against the real tansu broker and moto's S3 server:
 
 1. the broker's own ceiling: N messages produced and consumed concurrently with the same client (kafka-python)
-   and the same sizes as the request events;
+   the benchmark uses to post events and read results, and the same sizes as the request events; and, for
+   reference, the same ceiling with librdkafka (the client inside the replica);
 2. end-to-end events/s and p50/p99 latency (produced → result consumed) through ``wakeserve serve F --consume``
    for the trivial echo model and for the embedder;
 3. the embedder's raw in-process batch-32 throughput.
@@ -105,7 +106,71 @@ def broker_ceiling(settings: EventSettings, n: int, body: bytes) -> dict[str, fl
     return {"messages": seen, "seconds": elapsed, "per_s": seen / elapsed}
 
 
-def end_to_end(settings: EventSettings, function: str, n: int, make_body, log_dir: Path, env: dict[str, str]) -> dict:
+def rdkafka_ceiling(settings: EventSettings, n: int, body: bytes) -> dict[str, float]:
+    """The same measurement with librdkafka (the replica's client), for reference next to the goal's ceiling."""
+    from confluent_kafka import Consumer, Producer
+
+    topic = f"bench.rdceiling.{uuid.uuid4().hex[:6]}"
+    ensure_topics(settings, [topic])
+    headers, _, _ = cloudevent.to_kafka(request("echo", body))
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"g-{topic}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+            "fetch.wait.max.ms": settings.kafka_fetch_max_wait_ms,
+        }
+    )
+    consumer.subscribe([topic])
+    deadline = time.monotonic() + 60
+    while not consumer.assignment() and time.monotonic() < deadline:
+        consumer.poll(0.1)
+    producer = Producer(
+        {"bootstrap.servers": settings.kafka_bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 2}
+    )
+    started = time.perf_counter()
+
+    def produce() -> None:
+        for _ in range(n):
+            producer.produce(topic, value=body, headers=headers)
+            producer.poll(0)
+        producer.flush(60)
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    seen = 0
+    deadline = time.monotonic() + 300
+    while seen < n and time.monotonic() < deadline:
+        messages = consumer.consume(1000, 0.05)
+        seen += sum(1 for m in messages if m.error() is None)
+        if messages:
+            consumer.commit(asynchronous=True)
+    elapsed = time.perf_counter() - started
+    thread.join()
+    consumer.close()
+    return {"messages": seen, "seconds": elapsed, "per_s": seen / elapsed}
+
+
+def results_reader(settings: EventSettings, **overrides) -> KafkaConsumer:
+    """A kafka-python reader of every results partition from its end (no group)."""
+    from kafka import TopicPartition
+
+    results = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="latest", enable_auto_commit=False, **overrides
+    )
+    parts = [TopicPartition(settings.results_topic, p) for p in results.partitions_for_topic(settings.results_topic)]
+    results.assign(parts)
+    for tp in parts:
+        results.position(tp)
+    return results
+
+
+def end_to_end(
+    settings: EventSettings, function: str, n: int, make_body, log_dir: Path, env: dict[str, str], singles: int = 0
+) -> dict:
+    """A burst of n events through a consuming replica; then ``singles`` events one at a time (idle round trip)."""
     http = free_port()
     replica = ChildProcess(
         f"{function}-consumer",
@@ -116,17 +181,7 @@ def end_to_end(settings: EventSettings, function: str, n: int, make_body, log_di
     try:
         replica.wait_until(lambda: http_ok(f"http://127.0.0.1:{http}/v2/health/ready"), 180, 0.2)
         # Warm the group: one event, answered, before the clock starts.
-        results = KafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="latest", enable_auto_commit=False
-        )
-        from kafka import TopicPartition
-
-        parts = [
-            TopicPartition(settings.results_topic, p) for p in results.partitions_for_topic(settings.results_topic)
-        ]
-        results.assign(parts)
-        for tp in parts:
-            results.position(tp)
+        results = results_reader(settings)
         producer = KafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=2
         )
@@ -163,9 +218,25 @@ def end_to_end(settings: EventSettings, function: str, n: int, make_body, log_di
         sender.join()
         elapsed = max(received.values()) - started if received else float("nan")
         latencies = [received[i] - sent[i] for i in received]
+        round_trips = []
+        if singles:
+            # One at a time: a reader that asks the broker often, so the round trip is not its fetch wait.
+            results.close()
+            results = results_reader(settings, fetch_max_wait_ms=5)
+        for i in range(singles):
+            time.sleep(0.1)
+            one = [request(function, make_body(n + i))]
+            sent_one: dict[str, float] = {}
+            got: dict[str, float] = {}
+            send(one, sent_one)
+            collect({one[0].id}, got, 30)
+            if got:
+                round_trips.append(got[one[0].id] - sent_one[one[0].id])
         producer.close()
         results.close()
         return {
+            "single_events": len(round_trips),
+            "single_p50_ms": percentile(round_trips, 50) * 1000,
             "function": function,
             "events": n,
             "results": len(received),
@@ -234,17 +305,17 @@ def plot(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    names = ["broker ceiling\n(produce+consume)", "echo end to end"]
-    values = [report["broker_ceiling"]["per_s"], report["echo"]["per_s"]]
-    left.bar(names, values, color=["grey", "tab:blue"])
+    names = ["broker ceiling\nkafka-python\n(the goal's)", "broker ceiling\nlibrdkafka\n(reference)", "echo end to end"]
+    values = [report["broker_ceiling"]["per_s"], report["broker_ceiling_librdkafka"]["per_s"], report["echo"]["per_s"]]
+    left.bar(names, values, color=["grey", "lightgrey", "tab:blue"])
     left.set(ylabel="events / s", title="trivial model vs the broker's own ceiling")
     names = ["embedder raw\nbatch 32 (in-process)", "embedder end to end"]
     values = [report["embedder_raw_batch32_per_s"], report["embedder"]["per_s"]]
     right.bar(names, values, color=["grey", "tab:orange"])
     right.set(ylabel="events / s (1 sentence each)", title="embedder vs its raw batched throughput")
-    for ax, key in ((left, "echo"), (right, "embedder")):
+    for ax, key, x in ((left, "echo", 2), (right, "embedder", 1)):
         ax.text(
-            1,
+            x,
             0,
             f"p50 {report[key]['p50_ms']:.0f} ms\np99 {report[key]['p99_ms']:.0f} ms",
             ha="center",
@@ -287,9 +358,13 @@ def main() -> None:
         print("broker ceiling", flush=True)
         ceiling = broker_ceiling(settings, args.echo_events, request("echo", echo_payload(0)).data or b"")
         print(f"  {ceiling['per_s']:.0f} msg/s", flush=True)
+        print("broker ceiling with librdkafka (reference)", flush=True)
+        rd_ceiling = rdkafka_ceiling(settings, args.echo_events, request("echo", echo_payload(0)).data or b"")
+        print(f"  {rd_ceiling['per_s']:.0f} msg/s", flush=True)
         print("echo end to end", flush=True)
-        echo = end_to_end(settings, "echo", args.echo_events, echo_payload, log_dir, env)
+        echo = end_to_end(settings, "echo", args.echo_events, echo_payload, log_dir, env, singles=20)
         print(f"  {echo['per_s']:.0f} events/s p50 {echo['p50_ms']:.0f} ms p99 {echo['p99_ms']:.0f} ms", flush=True)
+        print(f"  one event at a time: p50 round trip {echo['single_p50_ms']:.0f} ms", flush=True)
         print("embedder end to end", flush=True)
         embedder = end_to_end(settings, "embedder", args.embedder_events, text_payload, log_dir, env)
         print(
@@ -310,6 +385,7 @@ def main() -> None:
     print(f"embedder raw batch 32: {raw['batch_32_per_s']:.0f}/s", flush=True)
     report = {
         "broker_ceiling": ceiling,
+        "broker_ceiling_librdkafka": rd_ceiling,
         "echo": echo,
         "embedder": embedder,
         "embedder_raw_batch32_per_s": raw["batch_32_per_s"],
@@ -319,6 +395,7 @@ def main() -> None:
             "embedder_vs_raw_batch32": embedder["per_s"] / raw["batch_32_per_s"],
         },
         "targets": {"echo_vs_broker_ceiling": 0.5, "embedder_vs_raw_batch32": 0.85},
+        "reference": {"echo_vs_librdkafka_ceiling": echo["per_s"] / rd_ceiling["per_s"]},
     }
     (args.out / "async.json").write_text(json.dumps(report, indent=2) + "\n")
     plot(report, args.out / "async.png")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-import uuid
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -15,6 +15,7 @@ import orjson
 
 from events.cloudevent import CloudEvent
 from events.errors import InvalidEventError, UnknownModelError, WakeserveError
+from events.ids import new_id
 from events.s3 import S3Uri
 
 REQUEST_TYPE = "dev.wakeserve.inference.request"
@@ -102,14 +103,24 @@ def expired(request: InferenceRequest, now: datetime | None = None) -> bool:
     return request.deadline is not None and (now or datetime.now(UTC)) >= request.deadline
 
 
+_second: tuple[int, str] = (-1, "")
+
+
 def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    """RFC 3339 UTC time with microseconds; the part up to the second is formatted once per second."""
+    global _second
+    now = time.time()
+    whole = int(now)
+    second = _second
+    if second[0] != whole:
+        second = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{second[1]}.{int((now - whole) * 1_000_000):06d}Z"
 
 
 def _reply(request_event: CloudEvent, event_type: str, source: str) -> dict[str, str]:
     attributes = {
         "specversion": "1.0",
-        "id": str(uuid.uuid4()),
+        "id": new_id(),
         "source": source,
         "type": event_type,
         "time": _now(),

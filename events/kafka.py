@@ -1,4 +1,9 @@
-"""kafka-python clients configured for the contract: idempotent acks=all producers, manual-commit consumers."""
+"""Kafka clients configured for the contract: idempotent acks=all producers, manual-commit consumers.
+
+Two client libraries: the replica's (and dispatcher's) consumer and reply producer use librdkafka
+(confluent-kafka), whose fetching, batching and record encoding run in native threads outside the GIL, so the
+event work keeps the interpreter; the ingress, the CLI, the scaler and the tests use kafka-python.
+"""
 
 from __future__ import annotations
 
@@ -46,6 +51,54 @@ def make_consumer(settings: EventSettings, group: str | None, *topics: str, **ov
         **overrides,
     }
     return KafkaConsumer(*topics, **config)
+
+
+RDKAFKA_LOG = logging.getLogger("events.rdkafka")
+
+
+def make_rd_producer(settings: EventSettings, **overrides: Any) -> Any:
+    """An idempotent acks=all librdkafka producer; delivery reports are served by whoever calls ``poll``."""
+    from confluent_kafka import Producer
+
+    config: dict[str, Any] = {
+        **settings.rdkafka_config(),
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": 2,
+        "message.timeout.ms": 120_000,
+        "partitioner": "murmur2_random",  # the Java (and kafka-python) choice of partition for a key
+        "queue.buffering.max.messages": 20_000,
+        "reconnect.backoff.max.ms": 2_000,
+        "logger": RDKAFKA_LOG,
+        **overrides,
+    }
+    return Producer(config)
+
+
+def make_rd_consumer(settings: EventSettings, group: str, **overrides: Any) -> Any:
+    """A manual-commit librdkafka group consumer with a bounded prefetch."""
+    from confluent_kafka import Consumer
+
+    session = settings.kafka_session_timeout_ms
+    config: dict[str, Any] = {
+        **settings.rdkafka_config(),
+        "group.id": group,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": session,
+        "heartbeat.interval.ms": max(100, session // 5),
+        "max.poll.interval.ms": 300_000,
+        "queued.max.messages.kbytes": 8_192,
+        "queued.min.messages": 1,
+        "fetch.queue.backoff.ms": 10,
+        "fetch.wait.max.ms": settings.kafka_fetch_max_wait_ms,
+        "topic.metadata.refresh.interval.ms": 10_000,
+        "reconnect.backoff.max.ms": 2_000,
+        "logger": RDKAFKA_LOG,
+        **overrides,
+    }
+    return Consumer(config)
 
 
 def ensure_topics(settings: EventSettings, names: Iterable[str], partitions: int = 4) -> None:

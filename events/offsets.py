@@ -46,6 +46,12 @@ class OffsetTracker:
         with self._lock:
             self.partitions.setdefault((topic, partition), PartitionOffsets()).started(offset)
 
+    def started_many(self, records: list[tuple[str, int, int]]) -> None:
+        """``started`` for a whole fetch, under one acquisition of the lock."""
+        with self._lock:
+            for topic, partition, offset in records:
+                self.partitions.setdefault((topic, partition), PartitionOffsets()).started(offset)
+
     def finished(self, topic: str, partition: int, offset: int) -> None:
         """Mark a record done; a partition revoked meanwhile is ignored."""
         with self._lock:

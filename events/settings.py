@@ -22,6 +22,16 @@ class EventSettings(BaseSettings):
     kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (from a Secret; never logged).")
     kafka_ssl_cafile: str | None = Field(None, description="CA bundle for SSL/SASL_SSL.")
     kafka_session_timeout_ms: int = Field(10_000, ge=1000, description="Consumer group session timeout.")
+    kafka_fetch_max_wait_ms: int = Field(
+        20,
+        ge=1,
+        le=10_000,
+        description=(
+            "How long the broker may hold the request consumer's fetch when no record is ready. The embedded "
+            "tansu answers a waiting fetch only at this deadline, so it bounds an idle replica's pick-up delay; "
+            "Kafka answers as soon as records arrive, so a cluster can raise it to cut idle fetches."
+        ),
+    )
     s3_endpoint: str | None = Field(None, description="S3 API endpoint URL; unset means AWS. Credentials: AWS_*.")
     payload_buckets: str = Field(
         "wakeserve-payloads", description="Comma-separated buckets a dataref may point into (the allowlist)."
@@ -61,4 +71,18 @@ class EventSettings(BaseSettings):
             )
         if self.kafka_ssl_cafile:
             config["ssl_cafile"] = self.kafka_ssl_cafile
+        return config
+
+    def rdkafka_config(self) -> dict[str, Any]:
+        """The same connection settings in librdkafka's names (the replica's consumer and reply producer)."""
+        config: dict[str, Any] = {
+            "bootstrap.servers": ",".join(s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()),
+            "security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            config["sasl.mechanism"] = self.kafka_sasl_mechanism
+            config["sasl.username"] = self.kafka_sasl_username
+            config["sasl.password"] = self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
+        if self.kafka_ssl_cafile:
+            config["ssl.ca.location"] = self.kafka_ssl_cafile
         return config

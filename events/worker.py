@@ -7,7 +7,7 @@ import logging
 
 from events.consumer import EventConsumer
 from events.invokers import Invoker
-from events.kafka import make_consumer, make_producer
+from events.kafka import make_rd_consumer, make_rd_producer
 from events.payloads import PayloadStore
 from events.processor import EventProcessor, RetryPolicy
 from events.s3 import make_s3_client
@@ -37,12 +37,12 @@ async def consume(function: str, processor: EventProcessor, settings: EventSetti
     """Join consumer group ``<prefix>-F`` and process until ``stop``; leaves the group cleanly."""
     topics = settings.topics
     loop = asyncio.get_running_loop()
-    consumer = await loop.run_in_executor(None, lambda: make_consumer(settings, topics.group(function)))
-    producer = await loop.run_in_executor(None, lambda: make_producer(settings))
+    consumer = await loop.run_in_executor(None, lambda: make_rd_consumer(settings, topics.group(function)))
+    producer = await loop.run_in_executor(None, lambda: make_rd_producer(settings))
     runner = EventConsumer(consumer, producer, processor, topics, max_in_flight=settings.max_in_flight)
     try:
         await runner.subscribe(function)
         log.info("consuming %s as group %s", topics.requests(function), topics.group(function))
         await runner.run(stop)
     finally:
-        await loop.run_in_executor(None, lambda: producer.close(timeout=10))
+        await loop.run_in_executor(None, lambda: producer.flush(10))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -13,6 +15,7 @@ class PredictorMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self._request_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self.requests = Counter(
             "wakeserve_requests_total",
             "Inference requests served, by model, outcome (ok or an error code) and model version.",
@@ -42,3 +45,17 @@ class PredictorMetrics:
         self.ready = Gauge(
             "wakeserve_model_ready", "1 when the model is loaded and warmed up.", ["model"], registry=registry
         )
+
+    def observe_request(self, model: str, outcome: str, version: str, elapsed_s: float) -> None:
+        """Count one request and time it; the labelled series are looked up once per label set (bounded)."""
+        key = (model, outcome, version)
+        children = self._request_children.get(key)
+        if children is None:
+            if len(self._request_children) >= 256:
+                self._request_children.clear()
+            children = self._request_children[key] = (
+                self.requests.labels(model, outcome, version),
+                self.latency.labels(model, version),
+            )
+        children[0].inc()
+        children[1].observe(elapsed_s)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from events.errors import InvalidInputError, NotReadyError, WakeserveError
+from events.ids import new_id
 from functions.batching import SYNC
 from functions.gates import GatePolicy, Golden
 from functions.lifecycle import Lifecycle, MakeFunction, Resolve
@@ -144,8 +144,7 @@ class FunctionModel(Model):  # type: ignore[misc]
             raise
         finally:
             elapsed = time.perf_counter() - started
-            self.metrics.requests.labels(self.name, outcome, version).inc()
-            self.metrics.latency.labels(self.name, version).observe(elapsed)
+            self.metrics.observe_request(self.name, outcome, version, elapsed)
             if outcome != "not_ready":
                 self.stats.record(version, elapsed, not server_error)
 
@@ -161,7 +160,7 @@ class FunctionModel(Model):  # type: ignore[misc]
             request,
             outputs,
             function.outputs,
-            response_id=request.id or str(uuid.uuid4()),
+            response_id=request.id or new_id(),
             model_name=self.name,
             model_version=slot.version,
         )

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
+import pytest
+
+from events import kafka
 from events.settings import EventSettings
 from functions.settings import PredictorSettings
 from scalers.external import ScalerSettings
@@ -37,3 +41,49 @@ def test_settings_read_the_environment(monkeypatch):
     assert config["sasl_plain_password"] == "hunter2-not-real" and "hunter2" not in repr(settings)
     assert settings.topics.requests("embedder") == "wakeserve.embedder.requests"
     assert settings.topics.group("embedder") == "wakeserve-embedder"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"WAKESERVE_KAFKA_BOOTSTRAP": "a:9092, b:9092,"},
+            {"bootstrap.servers": "a:9092,b:9092", "security.protocol": "PLAINTEXT"},
+        ),
+        (
+            {
+                "WAKESERVE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "WAKESERVE_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+                "WAKESERVE_KAFKA_SASL_USERNAME": "u",
+                "WAKESERVE_KAFKA_SASL_PASSWORD": "not-a-real-secret",
+                "WAKESERVE_KAFKA_SSL_CAFILE": "/etc/ca.crt",
+            },
+            {
+                "bootstrap.servers": "127.0.0.1:9092",
+                "security.protocol": "SASL_SSL",
+                "sasl.mechanism": "SCRAM-SHA-512",
+                "sasl.username": "u",
+                "sasl.password": "not-a-real-secret",
+                "ssl.ca.location": "/etc/ca.crt",
+            },
+        ),
+        (
+            {"WAKESERVE_KAFKA_SECURITY_PROTOCOL": "SSL", "WAKESERVE_KAFKA_SSL_CAFILE": "/ca.pem"},
+            {"bootstrap.servers": "127.0.0.1:9092", "security.protocol": "SSL", "ssl.ca.location": "/ca.pem"},
+        ),
+    ],
+    ids=["plain", "sasl_ssl", "ssl"],
+)
+def test_librdkafka_settings_carry_the_same_connection(monkeypatch, env, expected):
+    for name in [n for n in os.environ if n.startswith("WAKESERVE_KAFKA")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert EventSettings().rdkafka_config() == expected
+
+
+def test_librdkafka_clients_accept_the_configuration():
+    """librdkafka rejects unknown or mistyped properties when a client is built; nothing connects here."""
+    settings = EventSettings(kafka_bootstrap="127.0.0.1:1")
+    kafka.make_rd_producer(settings).flush(0)
+    kafka.make_rd_consumer(settings, "wakeserve-echo").close()

@@ -64,6 +64,7 @@ def test_from_kafka(headers, key, value, attributes, data):
         (kafka_headers(id="1", source="/s", type="t"), b"x", "missing required attribute(s): specversion"),
         (kafka_headers(**{**BASE, "specversion": "0.3"}), b"x", "unsupported specversion"),
         ([*kafka_headers(**BASE), ("ce_bad-name", b"x")], b"x", "invalid attribute name"),
+        ([*kafka_headers(**BASE), ("ce_" + "a" * 21, b"x")], b"x", "invalid attribute name"),
         ([("content-type", b"application/cloudevents+json")], b"{nope", "not valid JSON"),
         ([("content-type", b"application/cloudevents+json")], b"[1]", "must be a JSON object"),
         (
@@ -76,6 +77,7 @@ def test_from_kafka(headers, key, value, attributes, data):
     ],
 )
 def test_from_kafka_rejects(headers, value, message):
+    cloudevent.from_kafka(kafka_headers(**BASE, model="m", partitionkey="k"), None, b"")  # valid names are cached
     with pytest.raises(InvalidEventError, match=message.replace("(", r"\(").replace(")", r"\)")):
         cloudevent.from_kafka(headers, None, value)
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -100,3 +101,14 @@ def test_result_keys_are_stable_per_request(a, b, same):
     key = contract.result_key("embedder", a)
     assert key.startswith("results/embedder/") and ".." not in key
     assert (key == contract.result_key("embedder", b)) is same
+
+
+def test_reply_time_is_rfc3339_utc_now_and_ids_differ():
+    before = datetime.now(UTC)
+    replies = [contract.result_event(event(), "/ws", "v1", data=b"{}") for _ in range(3)]
+    after = datetime.now(UTC)
+    for reply in replies:
+        stamp = reply.get("time")
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamp), stamp
+        assert before - timedelta(seconds=1) <= datetime.fromisoformat(stamp.replace("Z", "+00:00")) <= after
+    assert len({r.get("id") for r in replies}) == 3

@@ -16,10 +16,14 @@ from events.offsets import OffsetTracker
         ([5, 6], [5], {("t", 0): 6}),  # offsets need not start at 0
     ],
 )
-def test_commit_watermark(started, finished, committable):
+@pytest.mark.parametrize("whole_fetch", [False, True], ids=["one_by_one", "started_many"])
+def test_commit_watermark(started, finished, committable, whole_fetch):
     tracker = OffsetTracker()
-    for o in started:
-        tracker.started("t", 0, o)
+    if whole_fetch:
+        tracker.started_many([("t", 0, o) for o in started])
+    else:
+        for o in started:
+            tracker.started("t", 0, o)
     for o in finished:
         tracker.finished("t", 0, o)
     assert tracker.committable() == committable
