@@ -28,8 +28,8 @@ class EventSettings(BaseSettings):
         le=10_000,
         description=(
             "How long the broker may hold the request consumer's fetch when no record is ready. The embedded "
-            "tansu answers a waiting fetch only at this deadline, so it bounds an idle replica's pick-up delay; "
-            "Kafka answers as soon as records arrive, so a cluster can raise it to cut idle fetches."
+            "tansu does not answer a waiting fetch when records arrive, so this bounds an idle replica's pick-up "
+            "delay; Kafka does, so a cluster can raise it to cut idle fetches."
         ),
     )
     s3_endpoint: str | None = Field(None, description="S3 API endpoint URL; unset means AWS. Credentials: AWS_*.")
