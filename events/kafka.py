@@ -56,7 +56,7 @@ def make_consumer(settings: EventSettings, group: str | None, *topics: str, **ov
 RDKAFKA_LOG = logging.getLogger("events.rdkafka")
 
 
-def make_rd_producer(settings: EventSettings, **overrides: Any) -> Any:
+def make_rd_producer(settings: EventSettings) -> Any:
     """An idempotent acks=all librdkafka producer; delivery reports are served by whoever calls ``poll``."""
     from confluent_kafka import Producer
 
@@ -70,12 +70,11 @@ def make_rd_producer(settings: EventSettings, **overrides: Any) -> Any:
         "queue.buffering.max.messages": 20_000,
         "reconnect.backoff.max.ms": 2_000,
         "logger": RDKAFKA_LOG,
-        **overrides,
     }
     return Producer(config)
 
 
-def make_rd_consumer(settings: EventSettings, group: str, **overrides: Any) -> Any:
+def make_rd_consumer(settings: EventSettings, group: str) -> Any:
     """A manual-commit librdkafka group consumer with a bounded prefetch."""
     from confluent_kafka import Consumer
 
@@ -96,7 +95,6 @@ def make_rd_consumer(settings: EventSettings, group: str, **overrides: Any) -> A
         "topic.metadata.refresh.interval.ms": 10_000,
         "reconnect.backoff.max.ms": 2_000,
         "logger": RDKAFKA_LOG,
-        **overrides,
     }
     return Consumer(config)
 

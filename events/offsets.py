@@ -43,8 +43,7 @@ class OffsetTracker:
         self._lock = threading.Lock()
 
     def started(self, topic: str, partition: int, offset: int) -> None:
-        with self._lock:
-            self.partitions.setdefault((topic, partition), PartitionOffsets()).started(offset)
+        self.started_many([(topic, partition, offset)])
 
     def started_many(self, records: list[tuple[str, int, int]]) -> None:
         """``started`` for a whole fetch, under one acquisition of the lock."""

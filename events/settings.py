@@ -57,10 +57,14 @@ class EventSettings(BaseSettings):
     def topics(self) -> Topics:
         return Topics(prefix=self.topic_prefix, results=self.results_topic, deadletter=self.deadletter_topic)
 
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return [s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()]
+
     def kafka_config(self) -> dict[str, Any]:
         """Connection settings for kafka-python clients."""
         config: dict[str, Any] = {
-            "bootstrap_servers": [s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()],
+            "bootstrap_servers": self.bootstrap_servers,
             "security_protocol": self.kafka_security_protocol,
         }
         if self.kafka_sasl_mechanism:
@@ -76,7 +80,7 @@ class EventSettings(BaseSettings):
     def rdkafka_config(self) -> dict[str, Any]:
         """The same connection settings in librdkafka's names (the replica's consumer and reply producer)."""
         config: dict[str, Any] = {
-            "bootstrap.servers": ",".join(s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()),
+            "bootstrap.servers": ",".join(self.bootstrap_servers),
             "security.protocol": self.kafka_security_protocol,
         }
         if self.kafka_sasl_mechanism:
