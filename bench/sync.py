@@ -49,15 +49,15 @@ def start(name: str, argv: list[str], port: int, log_dir: Path, ready_path: str)
     return child
 
 
-def raw_throughput(duration: float) -> dict[str, float]:
-    """Sentences per second of the embedder called directly, at batch 1 and 32."""
+def raw_throughput(duration: float, batches: tuple[int, ...] = (1, 32)) -> dict[str, float]:
+    """Sentences per second of the embedder called directly, at each batch size (``SENTENCES``, in turn)."""
     from functions.embedder.function import Embedder
 
     model = Embedder()
     model.load(None)
     texts = np.array([s.encode() for s in SENTENCES], dtype=object)
     result = {}
-    for batch in (1, 32):
+    for batch in batches:
         model.infer({"text": texts[:batch]})  # warm
         done, i, started = 0, 0, time.perf_counter()
         while time.perf_counter() - started < duration:

@@ -35,6 +35,10 @@ FETCH_WAIT_S = 0.05
 PAUSED_POLL_S = 0.5
 # A full local produce queue is retried this often before the reply counts as failed.
 PRODUCE_RETRIES = 2_000
+# While full, the event loop sleeps until this share of max_in_flight is free again (woken by the
+# acknowledgements thread), or this long at most, so a stop or a failure is still seen promptly.
+ROOM_SHARE = 8
+FULL_WAIT_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,9 @@ class EventConsumer:
         self._by_key: dict[tuple[str, int, bytes], asyncio.Task[None]] = {}
         self._failure: BaseException | None = None
         self._stop_acks = threading.Event()
+        self._room = asyncio.Event()
+        self._room_wanted = 0  # free slots the loop waits for; 0: nobody waits
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.processed = 0
 
     async def _k(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -155,6 +162,7 @@ class EventConsumer:
 
     async def run(self, stop: asyncio.Event, drain_timeout: float = 30.0) -> None:
         """Consume until ``stop`` is set, then finish in-flight work, commit, and leave the group."""
+        self._loop = asyncio.get_running_loop()
         acks = threading.Thread(target=self._serve_acks, name="kafka-acks", daemon=True)
         acks.start()
         paused = False
@@ -174,7 +182,7 @@ class EventConsumer:
                     # Full: wait for acknowledgements to free room. librdkafka's prefetch queue is bounded, so a
                     # short full spell needs no pause (a pause drops the prefetched records, and pausing at every
                     # full moment cut echo to ~300 events/s); a long one pauses and still serves the group.
-                    await asyncio.sleep(0.005)
+                    await self._wait_for_room()
                     if time.monotonic() - full_since > PAUSED_POLL_S:
                         if not paused:
                             await self._k(self._pause, True)
@@ -195,6 +203,26 @@ class EventConsumer:
                 await self._k(self._commit_now)
             await self._k(self.consumer.close)
             self._kafka.shutdown(wait=True)
+
+    async def _wait_for_room(self) -> None:
+        """Sleep until an eighth of the in-flight bound is free (woken from the acknowledgements thread, not
+        polled), or ``FULL_WAIT_S`` at most."""
+        self._room.clear()
+        self._room_wanted = max(1, self.max_in_flight // ROOM_SHARE)
+        try:
+            if self.max_in_flight - self.tracker.in_flight < self._room_wanted:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), FULL_WAIT_S)
+        finally:
+            self._room_wanted = 0
+
+    def _room_freed(self) -> None:
+        """Acknowledgements thread: wake the event loop if it waits for room and there is enough now."""
+        wanted, loop = self._room_wanted, self._loop
+        if wanted and loop is not None and self.max_in_flight - self.tracker.in_flight >= wanted:
+            self._room_wanted = 0
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+                loop.call_soon_threadsafe(self._room.set)
 
     def _start_all(self, records: list[Record]) -> None:
         if records:
@@ -269,6 +297,7 @@ class EventConsumer:
                     return
             self.tracker.finished(record.topic, record.partition, record.offset)
             self.processed += 1
+            self._room_freed()
 
         for topic, kafka_headers, key, value in sends:
             if key is None and value is None:

@@ -1,13 +1,17 @@
 """Dynamic batching: merge concurrent requests along the batch dimension, run once, split back.
 
 One worker task owns the model, so batches run one at a time on a dedicated thread while the event loop keeps
-accepting requests; whatever arrives during a run forms the next batch. The queue is bounded: a full queue
-answers :class:`OverloadedError` (503) at once rather than growing without limit.
+accepting requests; whatever arrives during a run forms the next batch. When the next batch is ready as one
+finishes, it is started first and the finished batch's results are handed over once it runs (after at most
+``START_WAIT_S``): otherwise the callers' work on their results would hold the GIL and keep the model waiting.
+The queue is bounded: a full queue answers :class:`OverloadedError` (503) at once rather than growing without
+limit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -22,6 +26,8 @@ from functions.spec import Tensors
 SYNC = 0  # synchronous HTTP/gRPC calls, and events that ask for priority "high"
 EVENT = 1  # events at normal priority
 BACKGROUND = 2  # events at priority "low"
+# How long a finished batch's results wait for the next batch to start on the model thread, at most.
+START_WAIT_S = 0.005
 
 
 @dataclass
@@ -89,8 +95,11 @@ class DynamicBatcher:
         self._queues: tuple[deque[_Pending], ...] = (deque(), deque(), deque())
         self._last_sync = float("-inf")
         self._arrived = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._worker: asyncio.Task[None] | None = None
         self._running = 0
+        self._undelivered: list[tuple[_Pending, Tensors]] = []  # computed, handed over once the next batch runs
 
     @property
     def waiting(self) -> int:
@@ -106,6 +115,16 @@ class DynamicBatcher:
         """Requests waiting plus requests in the batch now running."""
         return self.waiting + self._running
 
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Until nothing waits or runs (True), or ``timeout_s`` passes (False); woken, not polled."""
+        if not self.depth:
+            return True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
     async def submit(self, inputs: Tensors, priority: int = SYNC) -> Tensors:
         if self.waiting >= self.max_queue:
             raise OverloadedError(f"request queue is full ({self.max_queue} waiting); retry after a short backoff")
@@ -116,6 +135,7 @@ class DynamicBatcher:
         if priority == SYNC:
             self._last_sync = pending.enqueued
         self._queues[priority].append(pending)
+        self._idle.clear()
         self._arrived.set()
         return await pending.future
 
@@ -130,18 +150,38 @@ class DynamicBatcher:
                     pending.future.set_exception(OverloadedError("server is shutting down"))
 
     async def _work(self) -> None:
-        while True:
-            while not self.waiting:
-                self._arrived.clear()
-                await self._arrived.wait()
-            await self._fill_or_timeout()
-            items = self._take()
-            if items:
-                await self._run_items(items)
+        try:
+            while True:
+                if not self.waiting:
+                    self._deliver()
+                    while not self.waiting:
+                        self._idle.set()
+                        self._arrived.clear()
+                        await self._arrived.wait()
+                if self.max_delay > 0 and self._rows_waiting() < self.max_batch_size:
+                    self._deliver()  # the next batch may wait for more rows: nobody waits for results meanwhile
+                await self._fill_or_timeout()
+                items = self._take()
+                if items:
+                    await self._run_items(items)
+                else:
+                    self._deliver()
+        finally:
+            self._deliver()
+
+    def _rows_waiting(self) -> int:
+        return sum(p.rows for q in self._queues for p in q)
+
+    def _deliver(self) -> None:
+        """Hand computed results to their callers."""
+        done, self._undelivered = self._undelivered, []
+        for item, part in done:
+            if not item.future.done():
+                item.future.set_result(part)
 
     async def _fill_or_timeout(self) -> None:
         deadline = min(q[0].enqueued for q in self._queues if q) + self.max_delay
-        while sum(p.rows for q in self._queues for p in q) < self.max_batch_size:
+        while self._rows_waiting() < self.max_batch_size:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
@@ -184,8 +224,15 @@ class DynamicBatcher:
         self._running = len(items)
         try:
             merged = items[0].inputs if len(items) == 1 else merge([p.inputs for p in items])
+            started = loop.create_future()
             try:
-                outputs = await loop.run_in_executor(self._executor, self._run, merged)
+                running = loop.run_in_executor(self._executor, self._announced, started, merged)
+                if self._undelivered:
+                    # The previous batch's callers get their results once this batch is on the model thread:
+                    # their work (encoding responses) holds the GIL, and the batch would wait for it to start.
+                    await asyncio.wait([started], timeout=START_WAIT_S)
+                    self._deliver()
+                outputs = await running
                 parts = split(outputs, [p.rows for p in items])
             except Exception as exc:  # noqa: BLE001 - isolate the failure below
                 if len(items) == 1:
@@ -197,11 +244,20 @@ class DynamicBatcher:
                 return
             if self._observe_batch is not None:
                 self._observe_batch(sum(p.rows for p in items))
-            for item, part in zip(items, parts):
-                if not item.future.done():
-                    item.future.set_result(part)
+            self._undelivered.extend(zip(items, parts))
         finally:
             self._running = 0
+
+    def _announced(self, started: asyncio.Future[None], merged: Tensors) -> Tensors:
+        """Model thread: tell the event loop the batch has started, then run it."""
+        with contextlib.suppress(RuntimeError):  # the event loop has closed; nobody waits for the signal
+            started.get_loop().call_soon_threadsafe(_set_once, started)
+        return self._run(merged)
+
+
+def _set_once(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _fail(item: _Pending, exc: BaseException) -> None:

@@ -328,9 +328,7 @@ class Lifecycle:
 
     @staticmethod
     async def _idle_gap(slot: Slot, patience_s: float = 1.0) -> None:
-        deadline = time.monotonic() + patience_s
-        while slot.batcher.depth and time.monotonic() < deadline:
-            await asyncio.sleep(0.002)
+        await slot.batcher.wait_idle(patience_s)
 
     # -- switching -------------------------------------------------------------------------------------------
     def set_canary(self, percent: float) -> None:

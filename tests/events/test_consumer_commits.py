@@ -1,4 +1,5 @@
-"""Commit bookkeeping of the event consumer: only what the broker accepted counts as committed.
+"""Bookkeeping of the event consumer: only what the broker accepted counts as committed, and a full consumer is
+woken by acknowledgements rather than polling.
 
 The consumer object here is a stand-in for the commit call alone; consuming, producing and rebalancing against
 the real tansu broker are covered in tests/integration/test_async.py.
@@ -6,6 +7,8 @@ the real tansu broker are covered in tests/integration/test_async.py.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -67,3 +70,37 @@ def test_only_accepted_offsets_count_as_committed(answer, committed_after, secon
     runner._commit_now()  # what was not accepted is asked again, nothing else
     asked_again = sorted(consumer.requests[1]) if len(consumer.requests) > 1 else []
     assert asked_again == second_request
+
+
+@pytest.mark.parametrize(
+    ("finished", "woken"),
+    [
+        (0, False),  # still full
+        (1, False),  # one slot free: less than an eighth of the bound
+        (2, True),  # an eighth of 16 free: the acknowledgements thread wakes the loop
+        (5, True),
+    ],
+)
+def test_a_full_consumer_is_woken_when_an_eighth_of_its_room_is_free(monkeypatch, finished, woken):
+    monkeypatch.setattr("events.consumer.FULL_WAIT_S", 1.0)
+    runner = EventConsumer(None, None, None, Topics("p", "r", "d"), max_in_flight=16)  # type: ignore[arg-type]
+    runner.tracker.started_many([("t", 0, offset) for offset in range(16)])
+
+    async def main() -> float:
+        runner._loop = asyncio.get_running_loop()
+        waiter = asyncio.create_task(runner._wait_for_room())
+        await asyncio.sleep(0.01)
+
+        def acknowledge() -> None:  # as delivery reports do, on their own thread
+            for offset in range(finished):
+                runner.tracker.finished("t", 0, offset)
+                runner._room_freed()
+
+        await asyncio.get_running_loop().run_in_executor(None, acknowledge)
+        started = time.monotonic()
+        await waiter
+        return time.monotonic() - started
+
+    waited = asyncio.run(main())
+    assert (waited < 0.5) is woken
+    assert runner._room_wanted == 0

@@ -235,3 +235,107 @@ def test_events_keep_their_share_when_sync_calls_would_fill_every_batch():
     run(main())
     assert order[1] == [100, 101, 102, 103, 104, 105, 0, 1]  # 2 of 8 rows reserved for waiting events
     assert order[2] == [106, 107, 108, 109, 110, 111, 2, 3]
+
+
+def test_a_finished_batch_is_handed_over_after_the_next_one_has_started(monkeypatch):
+    """With the next batch ready, it starts on the model thread before the finished batch's callers resume."""
+    monkeypatch.setattr("functions.batching.START_WAIT_S", 5.0)  # only the start signal can release the results
+    order: list[str] = []
+
+    async def main():
+        first_running, release_first = threading.Event(), threading.Event()
+
+        def model(inputs):
+            label = f"start {int(inputs['x'][0, 0])}"
+            order.append(label)
+            if label == "start 1":
+                first_running.set()
+                release_first.wait(5)
+            return double(inputs)
+
+        async def call(value):
+            result = await batcher.submit({"x": np.full((1, 2), value, dtype=np.float32)})
+            order.append(f"result {value}")
+            return result
+
+        with ThreadPoolExecutor(1) as pool:
+            batcher = DynamicBatcher(model, pool, max_batch_size=1, max_delay_ms=0, max_queue=8)
+            first = asyncio.create_task(call(1))
+            await asyncio.get_running_loop().run_in_executor(None, first_running.wait, 5)
+            second = asyncio.create_task(call(2))
+            await asyncio.sleep(0.01)  # queued behind the running batch
+            release_first.set()
+            await asyncio.gather(first, second)
+            await batcher.close()
+
+    run(main())
+    assert order == ["start 1", "start 2", "result 1", "result 2"]
+
+
+def test_results_are_handed_over_when_the_next_batch_cannot_start():
+    """Another job holds the model thread: the finished batch's callers get their results after START_WAIT_S."""
+
+    async def main():
+        first_running, release_first, release_blocker = threading.Event(), threading.Event(), threading.Event()
+
+        def model(inputs):
+            if inputs["x"][0, 0] == 1:
+                first_running.set()
+                release_first.wait(5)
+            return double(inputs)
+
+        with ThreadPoolExecutor(1) as pool:
+            batcher = DynamicBatcher(model, pool, max_batch_size=1, max_delay_ms=0, max_queue=8)
+            first = asyncio.create_task(batcher.submit({"x": np.ones((1, 2), dtype=np.float32)}))
+            await asyncio.get_running_loop().run_in_executor(None, first_running.wait, 5)
+            blocker = pool.submit(release_blocker.wait, 5)  # queued on the model thread ahead of batch 2
+            second = asyncio.create_task(batcher.submit({"x": np.full((1, 2), 2, dtype=np.float32)}))
+            await asyncio.sleep(0.01)
+            release_first.set()
+            result = await asyncio.wait_for(first, 2)
+            blocked_meanwhile = not blocker.done()
+            release_blocker.set()
+            await second
+            await batcher.close()
+            return result, blocked_meanwhile
+
+    result, blocked_meanwhile = run(main())
+    np.testing.assert_array_equal(result["y"], np.full((1, 2), 2, dtype=np.float32))
+    assert blocked_meanwhile
+
+
+@pytest.mark.parametrize(
+    ("busy", "timeout_s", "expected"),
+    [
+        (False, 0.01, True),  # nothing queued: idle at once
+        (True, 5.0, True),  # woken when the running batch finishes
+        (True, 0.05, False),  # still running when the patience runs out
+    ],
+)
+def test_wait_idle(busy, timeout_s, expected):
+    async def main():
+        release = threading.Event()
+
+        def model(inputs):
+            release.wait(5)
+            return double(inputs)
+
+        with ThreadPoolExecutor(1) as pool:
+            batcher = DynamicBatcher(model, pool, max_batch_size=4, max_delay_ms=0, max_queue=8)
+            call = None
+            if busy:
+                call = asyncio.create_task(batcher.submit({"x": np.ones((1, 2), dtype=np.float32)}))
+                await asyncio.sleep(0.01)
+                if timeout_s > 1:
+                    asyncio.get_running_loop().call_later(0.05, release.set)
+            idle = await batcher.wait_idle(timeout_s)
+            depth_after = batcher.depth
+            release.set()
+            if call is not None:
+                await call
+            await batcher.close()
+            return idle, depth_after
+
+    idle, depth_after = run(main())
+    assert idle is expected
+    assert (depth_after == 0) is expected
