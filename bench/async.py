@@ -5,12 +5,16 @@
    reference, the same ceiling with librdkafka (the client inside the replica);
 2. end-to-end events/s and p50/p99 latency (produced → result consumed) through ``wakeserve serve F --consume``
    for the trivial echo model and for the embedder;
-3. the embedder's raw in-process batch-32 throughput on the same sentences. This machine's speed drifts by tens
-   of percent from minute to minute, so the embedder runs in rounds, raw and end to end interleaved (raw, e2e,
-   raw, e2e, ..., raw; same broker up, no replica running during a raw measurement); each round's ratio is its
-   end-to-end rate over the mean of the raw rates either side of it, and the goal's figure is the median ratio.
+3. the embedder's raw in-process batch-32 throughput on the same sentences.
 
-    python -m bench.async [--echo-events N] [--embedder-events N] [--out bench/results]
+This machine's speed drifts by tens of percent from minute to minute, so each goal is measured in rounds with
+its denominator interleaved (ceiling, echo, ceiling, echo, ..., ceiling; raw, embedder, raw, ..., raw; the same
+broker up, no replica running while a denominator is measured). A round's ratio is its end-to-end rate over the
+mean of the denominators either side of it; a goal's figure is the median ratio, and the reported end-to-end
+rate and latencies are those of the median round.
+
+    python -m bench.async [--echo-events N] [--echo-rounds R] [--embedder-events N] [--embedder-rounds R]
+                          [--out bench/results]
 
 Writes ``async.json`` and ``async.png``. Every process it starts is stopped by pid.
 """
@@ -359,6 +363,13 @@ def median_round(rounds: list[dict], ratios: list[float]) -> dict:
     return rounds[order[(len(order) - 1) // 2]]
 
 
+def ceiling_rate(settings: EventSettings, n: int, body: bytes) -> float:
+    """The broker's kafka-python ceiling (the echo goal's denominator), messages/s."""
+    rate = broker_ceiling(settings, n, body)["per_s"]
+    print(f"broker ceiling (kafka-python): {rate:.0f} msg/s", flush=True)
+    return rate
+
+
 def raw_rate(duration: float = 6.0) -> float:
     """The embedder's in-process batch-32 sentences/s (the end-to-end run's denominator)."""
     rate = raw_throughput(duration, batches=(32,))["batch_32_per_s"]
@@ -368,7 +379,8 @@ def raw_rate(duration: float = 6.0) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--echo-events", type=int, default=5000)
+    parser.add_argument("--echo-events", type=int, default=5000, help="events per echo round")
+    parser.add_argument("--echo-rounds", type=int, default=3)
     parser.add_argument("--embedder-events", type=int, default=1500, help="events per embedder round")
     parser.add_argument("--embedder-rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
@@ -396,16 +408,29 @@ def main() -> None:
         ensure_topics(
             settings, [topics.requests("echo"), topics.requests("embedder"), topics.results, topics.deadletter]
         )
-        print("broker ceiling", flush=True)
-        ceiling = broker_ceiling(settings, args.echo_events, request("echo", echo_payload(0)).data or b"")
-        print(f"  {ceiling['per_s']:.0f} msg/s", flush=True)
+        body = request("echo", echo_payload(0)).data or b""
         print("broker ceiling with librdkafka (reference)", flush=True)
-        rd_ceiling = rdkafka_ceiling(settings, args.echo_events, request("echo", echo_payload(0)).data or b"")
+        rd_ceiling = rdkafka_ceiling(settings, args.echo_events, body)
         print(f"  {rd_ceiling['per_s']:.0f} msg/s", flush=True)
-        print("echo end to end", flush=True)
-        echo = end_to_end(settings, "echo", args.echo_events, echo_payload, log_dir, env, singles=20)
-        print(f"  {echo['per_s']:.0f} events/s p50 {echo['p50_ms']:.0f} ms p99 {echo['p99_ms']:.0f} ms", flush=True)
-        print(f"  one event at a time: p50 round trip {echo['single_p50_ms']:.0f} ms", flush=True)
+        ceilings, echo_rounds = [ceiling_rate(settings, args.echo_events, body)], []
+        for i in range(args.echo_rounds):
+            print(f"echo end to end, round {i + 1} of {args.echo_rounds}", flush=True)
+            singles = 20 if i == 0 else 0
+            echo_rounds.append(end_to_end(settings, "echo", args.echo_events, echo_payload, log_dir, env, singles))
+            r = echo_rounds[-1]
+            print(f"  {r['per_s']:.0f} events/s p50 {r['p50_ms']:.0f} ms p99 {r['p99_ms']:.0f} ms", flush=True)
+            if singles:
+                print(f"  one event at a time: p50 round trip {r['single_p50_ms']:.0f} ms", flush=True)
+            ceilings.append(ceiling_rate(settings, args.echo_events, body))
+        echo_ratios = [r["per_s"] / ((ceilings[i] + ceilings[i + 1]) / 2) for i, r in enumerate(echo_rounds)]
+        echo = {
+            **median_round(echo_rounds, echo_ratios),
+            "single_events": echo_rounds[0]["single_events"],
+            "single_p50_ms": echo_rounds[0]["single_p50_ms"],
+            "rounds": echo_rounds,
+            "ceiling_per_s": ceilings,
+            "ratios": echo_ratios,
+        }
         raws, rounds = [raw_rate()], []
         for i in range(args.embedder_rounds):
             print(f"embedder end to end, round {i + 1} of {args.embedder_rounds}", flush=True)
@@ -429,14 +454,14 @@ def main() -> None:
         kafka.stop()
         s3.stop()
     report = {
-        "broker_ceiling": ceiling,
+        "broker_ceiling": {"messages": args.echo_events, "per_s": statistics.median(ceilings)},
         "broker_ceiling_librdkafka": rd_ceiling,
         "echo": echo,
         "embedder": embedder,
         "embedder_raw_batch32_per_s": statistics.median(raws),
         "mixed": mixed,
         "goals": {
-            "echo_vs_broker_ceiling": echo["per_s"] / ceiling["per_s"],
+            "echo_vs_broker_ceiling": statistics.median(echo_ratios),
             "embedder_vs_raw_batch32": statistics.median(ratios),
         },
         "targets": {"echo_vs_broker_ceiling": 0.5, "embedder_vs_raw_batch32": 0.85},
