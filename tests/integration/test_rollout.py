@@ -140,7 +140,16 @@ def test_a_good_version_is_promoted_with_no_failed_request_and_every_answer_labe
     try:
         with EchoLoad(up.url, up.headers, event_every_s=0.05) as load:
             time.sleep(1.0)
-            start_rollout(up, model_uri=str(versions / "good"), version=version, steps=[10, 50, 100], hold_s=1.5)
+            # A freshly started candidate next to a warm stable version on two shared cores: one slow call in a
+            # 1.5 s window is its p99, so this test allows 50 ms of slack (the latency rollback has its own test).
+            start_rollout(
+                up,
+                model_uri=str(versions / "good"),
+                version=version,
+                steps=[10, 50, 100],
+                hold_s=1.5,
+                latency_slack_s=0.05,
+            )
             state = wait_rollout(up)
             promoted_at = time.monotonic()
             time.sleep(1.5)
@@ -148,7 +157,7 @@ def test_a_good_version_is_promoted_with_no_failed_request_and_every_answer_labe
     finally:
         collector.close()
     rollout = state["rollout"]
-    assert rollout["phase"] == "promoted", rollout
+    assert rollout["phase"] == "promoted", rollout.get("reason")
     assert state["stable"] == version
     steps = [e["event"] for e in rollout["events"]]
     assert any("10% of new requests" in s for s in steps) and any("50% of new requests" in s for s in steps)
