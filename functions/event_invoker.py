@@ -6,8 +6,8 @@ import asyncio
 
 from events.errors import NotReadyError
 from functions.batching import BACKGROUND, EVENT, SYNC
-from functions.rest import encode_response, parse_request
 from functions.runtime import FunctionModel
+from functions.v2json import encode_response, infer_request, load, plain_request
 
 # Event priority attribute (contract) → batcher priority.
 _LEVELS = {0: SYNC, 1: EVENT, 2: BACKGROUND}
@@ -28,7 +28,11 @@ class InProcessInvoker:
                 await asyncio.wait_for(model.ready_event.wait(), self.ready_timeout_s)
             except TimeoutError:
                 raise NotReadyError(f"model {function} is still loading") from None
-        request = parse_request(body, None, function)
-        response = await model.infer(request, _LEVELS.get(priority, EVENT))
+        level = _LEVELS.get(priority, EVENT)
+        doc = load(body)
+        plain = plain_request(doc)
+        if plain is not None:
+            return await model.infer_plain(plain, level)
+        response = await model.infer(infer_request(doc, body, None, function), level)
         content, _ = encode_response(response)
         return content, response.model_version or model.version

@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kserve import Model
 from kserve.model import InferenceVerb
@@ -25,9 +25,11 @@ from functions.lifecycle import Lifecycle, MakeFunction, Resolve
 from functions.metrics import PredictorMetrics
 from functions.slots import BatchingConfig, Slot, VersionStats
 from functions.spec import Function
-from functions.tensors import decode_request, encode_response
+from functions.tensors import decode_inputs, decode_request, encode_response, select_outputs
+from functions.v2json import PlainRequest, encode_plain
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class FunctionModel(Model):  # type: ignore[misc]
@@ -127,7 +129,15 @@ class FunctionModel(Model):  # type: ignore[misc]
         return await self.infer(body), {}
 
     async def infer(self, request: Any, priority: int = SYNC) -> InferResponse:
-        """Every path (REST, gRPC, events) comes here: counted by outcome and version, and timed."""
+        """A v2 request through KServe's objects (gRPC, binary tensors, parameters)."""
+        return await self._serve(lambda slot: self._infer(slot, request, priority))
+
+    async def infer_plain(self, request: PlainRequest, priority: int = SYNC) -> tuple[bytes, str]:
+        """A plain JSON request (REST and events): the JSON response body, and the version that computed it."""
+        return await self._serve(lambda slot: self._infer_plain(slot, request, priority))
+
+    async def _serve(self, work: Callable[[Slot], Awaitable[T]]) -> T:
+        """Every path (REST, gRPC, events) comes here: bound to a slot, counted by outcome and version, timed."""
         started = time.perf_counter()
         outcome, version, server_error = "ok", self.version, False
         try:
@@ -135,7 +145,7 @@ class FunctionModel(Model):  # type: ignore[misc]
                 raise NotReadyError(f"model {self.name} is still loading")
             with self.lifecycle.pick().bound() as slot:
                 version = slot.version
-                return await self._infer(slot, request, priority)
+                return await work(slot)
         except WakeserveError as exc:
             outcome, server_error = exc.code, exc.status >= 500
             raise
@@ -164,6 +174,14 @@ class FunctionModel(Model):  # type: ignore[misc]
             model_name=self.name,
             model_version=slot.version,
         )
+
+    async def _infer_plain(self, slot: Slot, request: PlainRequest, priority: int) -> tuple[bytes, str]:
+        function = slot.function
+        inputs = decode_inputs(request.inputs, function.inputs)
+        function.check(inputs)
+        outputs = await slot.batcher.submit(inputs, priority)
+        selected = select_outputs(request.outputs, outputs, function.outputs)
+        return encode_plain(selected, request.id or new_id(), self.name, slot.version), slot.version
 
     async def close(self) -> None:
         self.ready = False

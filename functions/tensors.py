@@ -5,14 +5,27 @@ Every rejection says what was expected, so a 400 tells the caller how to fix the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from typing import Protocol
 
 import numpy as np
-from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
-from kserve.utils.numpy_codec import to_np_dtype
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from events.errors import InvalidInputError
 from functions.spec import Tensors, TensorSpec
+from functions.v2json import NUMPY_DTYPES
+
+
+class V2Input(Protocol):
+    """What decoding needs of an input: KServe's ``InferInput`` and :class:`functions.v2json.PlainTensor`."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def datatype(self) -> str: ...
+    @property
+    def shape(self) -> list[int]: ...
+    def as_numpy(self) -> np.ndarray: ...
 
 
 def _expected(specs: Sequence[TensorSpec]) -> str:
@@ -23,7 +36,7 @@ def _shape_matches(shape: Sequence[int], declared: Sequence[int]) -> bool:
     return len(shape) == len(declared) and all(d == -1 or d == s for s, d in zip(shape, declared))
 
 
-def _to_numpy(tensor: InferInput, spec: TensorSpec) -> np.ndarray:
+def _to_numpy(tensor: V2Input, spec: TensorSpec) -> np.ndarray:
     try:
         array = tensor.as_numpy()
     except Exception as exc:
@@ -45,10 +58,14 @@ def _to_numpy(tensor: InferInput, spec: TensorSpec) -> np.ndarray:
 
 
 def decode_request(request: InferRequest, specs: Sequence[TensorSpec]) -> Tensors:
+    return decode_inputs(request.inputs, specs)
+
+
+def decode_inputs(inputs: Sequence[V2Input], specs: Sequence[TensorSpec]) -> Tensors:
     """Validate names, datatypes, shapes and batch sizes; return tensors keyed by input name."""
     by_name = {s.name: s for s in specs}
-    seen: dict[str, InferInput] = {}
-    for tensor in request.inputs:
+    seen: dict[str, V2Input] = {}
+    for tensor in inputs:
         spec = by_name.get(tensor.name)
         if spec is None:
             raise InvalidInputError(f"unexpected input '{tensor.name}'; this model expects: {_expected(specs)}")
@@ -90,18 +107,10 @@ def encode_response(
     model_version: str,
 ) -> InferResponse:
     """Build the v2 response, honouring requested outputs and the binary tensor extension."""
-    wanted = {o.name for o in request.request_outputs or []}
-    unknown = wanted - {s.name for s in specs}
-    if unknown:
-        raise InvalidInputError(f"requested output(s) {sorted(unknown)} do not exist; outputs are: {_expected(specs)}")
-    infer_outputs = []
-    for spec in specs:
-        if wanted and spec.name not in wanted:
-            continue
-        array = outputs[spec.name]
-        if spec.datatype != "BYTES":
-            array = np.ascontiguousarray(array, dtype=to_np_dtype(spec.datatype))
-        infer_outputs.append(InferOutput(name=spec.name, shape=list(array.shape), datatype=spec.datatype, data=array))
+    infer_outputs = [
+        InferOutput(name=name, shape=list(array.shape), datatype=datatype, data=array)
+        for name, datatype, array in select_outputs({o.name for o in request.request_outputs or []}, outputs, specs)
+    ]
     return InferResponse(
         response_id=response_id,
         model_name=model_name,
@@ -111,3 +120,22 @@ def encode_response(
         use_binary_outputs=request.use_binary_outputs,
         requested_outputs=request.request_outputs,
     )
+
+
+def select_outputs(
+    wanted: Collection[str], outputs: Tensors, specs: Sequence[TensorSpec]
+) -> list[tuple[str, str, np.ndarray]]:
+    """``(name, datatype, array)`` of the requested outputs (all when ``wanted`` is empty), in declared order and
+    cast to their declared datatypes."""
+    unknown = set(wanted) - {s.name for s in specs}
+    if unknown:
+        raise InvalidInputError(f"requested output(s) {sorted(unknown)} do not exist; outputs are: {_expected(specs)}")
+    selected = []
+    for spec in specs:
+        if wanted and spec.name not in wanted:
+            continue
+        array = outputs[spec.name]
+        if spec.datatype != "BYTES":
+            array = np.ascontiguousarray(array, dtype=NUMPY_DTYPES[spec.datatype])
+        selected.append((spec.name, spec.datatype, array))
+    return selected

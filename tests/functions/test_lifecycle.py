@@ -20,9 +20,9 @@ from functions.echo.function import Echo
 from functions.gates import GatePolicy, load_golden
 from functions.lifecycle import CandidateSpec
 from functions.metrics import PredictorMetrics
-from functions.rest import parse_request
 from functions.runtime import FunctionModel
 from functions.spec import TensorSpec
+from functions.v2json import parse_request
 from functions.watch import package_dir
 
 

@@ -20,7 +20,14 @@ from functions.metrics import PredictorMetrics
 from functions.replica import DeferredProcessor
 from functions.runtime import FunctionModel
 from functions.server import PredictorServer
-from functions.startup import SPAWN_TIME_ENV, StartupTimeline, hold_gc, resume_gc, spawn_time
+from functions.startup import (
+    SERVING_GC_THRESHOLDS,
+    SPAWN_TIME_ENV,
+    StartupTimeline,
+    hold_gc,
+    resume_gc,
+    spawn_time,
+)
 
 
 def test_spawn_time_prefers_the_parents_timestamp():
@@ -84,14 +91,18 @@ def test_ready_log_line_is_one_json_document(caplog):
 
 
 def test_gc_is_paused_for_startup_and_resumed_with_startup_objects_frozen():
+    thresholds = gc.get_threshold()
     try:
         hold_gc()
         assert not gc.isenabled()
         resume_gc()
         assert gc.isenabled()
         assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == SERVING_GC_THRESHOLDS
+        assert SERVING_GC_THRESHOLDS[0] > thresholds[0]
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
         gc.enable()
 
 

@@ -80,6 +80,22 @@ def test_response_carries_the_request_id_or_a_fresh_one(embedder):
     assert len(fresh["id"]) >= 16
 
 
+def test_plain_json_and_kserve_objects_answer_alike(classifier):
+    """A plain JSON request takes the lean reading; one with parameters goes through KServe's objects."""
+    url = f"{classifier.url}/v2/models/classifier/infer"
+    plain = {**text_request(["my card was charged twice"], "same-id"), "outputs": [{"name": "label"}]}
+    with_parameters = {**plain, "parameters": {"binary_data_output": False}}
+    lean, kserve = httpx.post(url, json=plain, timeout=30), httpx.post(url, json=with_parameters, timeout=30)
+    assert lean.status_code == kserve.status_code == 200, (lean.text, kserve.text)
+    assert lean.json() == kserve.json()
+    assert [o["name"] for o in lean.json()["outputs"]] == ["label"]
+    bad = {"inputs": [{"name": "text", "datatype": "FP32", "shape": [1], "data": [1.0]}]}
+    errors = [httpx.post(url, json=b, timeout=30) for b in (bad, {**bad, "parameters": {"x": 1}})]
+    assert [e.status_code for e in errors] == [400, 400]
+    assert errors[0].json() == errors[1].json()
+    assert "expected BYTES" in errors[0].json()["error"]
+
+
 def test_binary_tensor_extension_with_tritonclient(embedder):
     texts = ["binary in", "binary out"]
     client = triton.InferenceServerClient(url=f"127.0.0.1:{embedder.http_port}")
