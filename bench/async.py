@@ -84,6 +84,7 @@ def broker_ceiling(settings: EventSettings, n: int, body: bytes) -> dict[str, fl
         enable_auto_commit=False,
         session_timeout_ms=6000,
         heartbeat_interval_ms=1000,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
     )
     while not consumer.assignment():
         consumer.poll(100)
@@ -160,11 +161,16 @@ def rdkafka_ceiling(settings: EventSettings, n: int, body: bytes) -> dict[str, f
 
 
 def results_reader(settings: EventSettings, **overrides) -> KafkaConsumer:
-    """A kafka-python reader of every results partition from its end (no group)."""
+    """A kafka-python reader of every results partition from its end (no group).
+
+    Its fetch wait is the replica's (tansu holds a waiting fetch to its end even when records arrive, so
+    kafka-python's default 500 ms would be timed as the system's latency), as is the ceiling's reader.
+    """
     from kafka import TopicPartition
 
+    options = {"fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms, **overrides}
     results = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="latest", enable_auto_commit=False, **overrides
+        bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="latest", enable_auto_commit=False, **options
     )
     parts = [TopicPartition(settings.results_topic, p) for p in results.partitions_for_topic(settings.results_topic)]
     results.assign(parts)
