@@ -25,7 +25,7 @@ from functions.lifecycle import Lifecycle, MakeFunction, Resolve
 from functions.metrics import PredictorMetrics
 from functions.slots import BatchingConfig, Slot, VersionStats
 from functions.spec import Function
-from functions.tensors import decode_inputs, decode_request, encode_response, select_outputs
+from functions.tensors import check_outputs, decode_inputs, decode_request, encode_response, select_outputs
 from functions.v2json import PlainRequest, encode_plain
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,7 @@ class FunctionModel(Model):  # type: ignore[misc]
         function = slot.function
         inputs = decode_request(request, function.inputs)
         function.check(inputs)
+        check_outputs([o.name for o in request.request_outputs or []], function.outputs)
         outputs = await slot.batcher.submit(inputs, priority)
         return encode_response(
             request,
@@ -179,6 +180,7 @@ class FunctionModel(Model):  # type: ignore[misc]
         function = slot.function
         inputs = decode_inputs(request.inputs, function.inputs)
         function.check(inputs)
+        check_outputs(request.outputs, function.outputs)
         outputs = await slot.batcher.submit(inputs, priority)
         selected = select_outputs(request.outputs, outputs, function.outputs)
         return encode_plain(selected, request.id or new_id(), self.name, slot.version), slot.version

@@ -13,7 +13,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from events.errors import InvalidInputError
 from functions.spec import Tensors, TensorSpec
-from functions.v2json import NUMPY_DTYPES
+from functions.v2json import NUMPY_DTYPES, json_to_numpy
 
 
 class V2Input(Protocol):
@@ -25,6 +25,8 @@ class V2Input(Protocol):
     def datatype(self) -> str: ...
     @property
     def shape(self) -> list[int]: ...
+    @property
+    def data(self) -> object: ...
     def as_numpy(self) -> np.ndarray: ...
 
 
@@ -36,9 +38,18 @@ def _shape_matches(shape: Sequence[int], declared: Sequence[int]) -> bool:
     return len(shape) == len(declared) and all(d == -1 or d == s for s, d in zip(shape, declared))
 
 
+def _decode(tensor: V2Input) -> np.ndarray:
+    """Values given as JSON or gRPC contents are checked strictly (:func:`json_to_numpy`); binary tensors and
+    in-process numpy arrays are typed already."""
+    data = tensor.data
+    if isinstance(data, np.ndarray) or getattr(tensor, "_raw_data", None) is not None:
+        return tensor.as_numpy()
+    return json_to_numpy(data, tensor.datatype, tensor.shape)
+
+
 def _to_numpy(tensor: V2Input, spec: TensorSpec) -> np.ndarray:
     try:
-        array = tensor.as_numpy()
+        array = _decode(tensor)
     except Exception as exc:
         raise InvalidInputError(
             f"input '{tensor.name}': data does not decode as {tensor.datatype}{list(tensor.shape)}: {exc}"
@@ -122,14 +133,19 @@ def encode_response(
     )
 
 
+def check_outputs(wanted: Collection[str], specs: Sequence[TensorSpec]) -> None:
+    """Reject requested outputs the function does not have (before the request takes a place in a batch)."""
+    unknown = set(wanted) - {s.name for s in specs}
+    if unknown:
+        raise InvalidInputError(f"requested output(s) {sorted(unknown)} do not exist; outputs are: {_expected(specs)}")
+
+
 def select_outputs(
     wanted: Collection[str], outputs: Tensors, specs: Sequence[TensorSpec]
 ) -> list[tuple[str, str, np.ndarray]]:
     """``(name, datatype, array)`` of the requested outputs (all when ``wanted`` is empty), in declared order and
     cast to their declared datatypes."""
-    unknown = set(wanted) - {s.name for s in specs}
-    if unknown:
-        raise InvalidInputError(f"requested output(s) {sorted(unknown)} do not exist; outputs are: {_expected(specs)}")
+    check_outputs(wanted, specs)
     selected = []
     for spec in specs:
         if wanted and spec.name not in wanted:

@@ -48,11 +48,54 @@ class PlainTensor:
     data: Any
 
     def as_numpy(self) -> np.ndarray:
-        dtype = NUMPY_DTYPES.get(self.datatype)
-        if dtype is None:
-            raise ValueError(f"unknown datatype {self.datatype}")
-        array: np.ndarray = np.array(self.data, dtype=dtype).reshape(self.shape)
-        return array
+        return json_to_numpy(self.data, self.datatype, self.shape)
+
+
+def _check_range(low: int, high: int, dtype: Any, datatype: str) -> None:
+    info = np.iinfo(dtype)
+    if low < info.min or high > info.max:
+        raise ValueError(f"value {low if low < info.min else high} is out of range for {datatype}")
+
+
+# Which kinds of JSON value (as numpy infers them: b bool, i/u integer, f float) each numeric datatype takes.
+_ACCEPTED_KINDS = {"BOOL": "b", "INT": "iu", "UINT": "iu", "FP": "iuf"}
+
+
+def json_to_numpy(data: Any, datatype: str, shape: Sequence[int]) -> np.ndarray:
+    """Tensor ``data`` given as JSON values (flat or nested, row-major), checked strictly against ``datatype``.
+
+    Numbers must be numbers (no strings, nulls or booleans), BOOL takes only ``true``/``false``, integers must
+    be integral and in range, and floats must be finite in the target precision: a value numpy would coerce
+    silently (``"false"`` to True, 1.7 to 1, 300 to 44, 1e300 to inf) is an error instead.
+    """
+    dtype = NUMPY_DTYPES.get(datatype)
+    if dtype is None:
+        raise ValueError(f"unknown datatype {datatype}")
+    if not isinstance(data, list):
+        raise ValueError(f"data must be a JSON array, got {type(data).__name__}")
+    if datatype == "BYTES":
+        return np.array(data, dtype=object).reshape(shape)
+    values = np.asarray(data)
+    family = datatype.rstrip("0123456789")
+    wanted = {"BOOL": "true or false", "INT": "integers", "UINT": "integers", "FP": "numbers"}[family]
+    if values.size and family in ("INT", "UINT") and values.dtype.kind in "fO":
+        # Integers beyond int64 next to negative ones (numpy infers float64), or beyond uint64 (object): read
+        # them as Python ints, exactly; real floats are refused below.
+        items = np.asarray(data, dtype=object).reshape(-1)
+        if not all(type(item) is int for item in items):
+            raise ValueError(f"{datatype} data must be {wanted}")
+        _check_range(min(items), max(items), dtype, datatype)
+        values = np.array(items.tolist(), dtype=dtype).reshape(values.shape)
+    elif values.size:
+        if values.dtype.kind not in _ACCEPTED_KINDS[family]:
+            raise ValueError(f"{datatype} data must be {wanted}")
+        if family in ("INT", "UINT"):
+            _check_range(int(values.min()), int(values.max()), dtype, datatype)
+    with np.errstate(over="ignore"):  # checked below
+        array = values.astype(dtype, copy=False).reshape(shape)
+    if array.dtype.kind == "f" and array.size and not np.isfinite(array).all():
+        raise ValueError(f"a value is out of range for {datatype}")
+    return array
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +134,16 @@ def _tensor_header(tensor: Any, where: str) -> tuple[str, str, list[int], dict[s
     shape = _field(tensor, "shape", list, where)
     if not all(isinstance(d, int) and d >= 0 for d in shape):
         raise InvalidInputError(f"{where}.shape must be a list of non-negative integers, got {shape}")
-    return name, datatype, shape, tensor.get("parameters") or None
+    # KServe's InferInput upper-cases the datatype; both readings do.
+    return name, datatype.upper(), shape, _parameters(tensor, where)
+
+
+def _parameters(doc: dict[str, Any], where: str) -> dict[str, Any] | None:
+    """``parameters`` of a request, input or output: an object or absent (an empty object counts as absent)."""
+    value = doc.get("parameters")
+    if value is not None and not isinstance(value, dict):
+        raise InvalidInputError(f"{where}.parameters must be an object, got {type(value).__name__}")
+    return value or None
 
 
 def _requested(doc: dict[str, Any]) -> list[RequestedOutput] | None:
@@ -102,13 +154,13 @@ def _requested(doc: dict[str, Any]) -> list[RequestedOutput] | None:
         if not isinstance(wanted, dict):
             raise InvalidInputError(f"outputs[{j}] must be an object with a name")
         name = _field(wanted, "name", str, f"outputs[{j}]")
-        outputs.append(RequestedOutput(name=name, parameters=wanted.get("parameters")))
+        outputs.append(RequestedOutput(name=name, parameters=_parameters(wanted, f"outputs[{j}]")))
     return outputs
 
 
 def plain_request(doc: dict[str, Any]) -> PlainRequest | None:
     """The request as :class:`PlainRequest`, or None when it needs KServe's objects (see the module doc)."""
-    if doc.get("parameters"):
+    if _parameters(doc, "request") is not None:
         return None
     inputs = []
     for i, tensor in enumerate(_field(doc, "inputs", list, "request")):
@@ -159,7 +211,7 @@ def infer_request(doc: dict[str, Any], body: bytes, json_length: int | None, mod
         model_name=model_name,
         infer_inputs=inputs,
         request_id=str(request_id) if request_id is not None else None,
-        parameters=doc.get("parameters"),
+        parameters=_parameters(doc, "request"),
         request_outputs=outputs,
     )
 
@@ -171,7 +223,10 @@ def _wants_binary(response: InferResponse) -> bool:
 
 def _json_data(array: np.ndarray, datatype: str) -> Any:
     if datatype == "BYTES":
-        return [x.decode("utf-8") if isinstance(x, bytes | bytearray) else str(x) for x in array.reshape(-1)]
+        try:
+            return [x.decode("utf-8") if isinstance(x, bytes | bytearray) else str(x) for x in array.reshape(-1)]
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError(f"output cannot be sent as JSON ({exc}); request binary outputs") from exc
     return np.ascontiguousarray(array).reshape(-1)
 
 
@@ -188,7 +243,7 @@ def _output(name: str, shape: Any, datatype: str, array: np.ndarray, parameters:
 def _dumps(doc: dict[str, Any]) -> bytes:
     try:
         return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
-    except (orjson.JSONEncodeError, UnicodeDecodeError) as exc:
+    except orjson.JSONEncodeError as exc:
         raise InvalidInputError(f"output cannot be sent as JSON ({exc}); request binary outputs") from exc
 
 

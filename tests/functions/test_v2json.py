@@ -213,3 +213,88 @@ def test_plain_encoding_is_byte_for_byte_what_kserve_objects_give(outputs, wante
     request = InferRequest(model_name="m", infer_inputs=[], request_outputs=[RequestedOutput(n) for n in names])
     through_kserve, _ = encode_response(encode_tensors(request, tensors, specs, "r1", "m", "7"))
     assert encode_plain(select_outputs(names, tensors, specs), "r1", "m", "7") == through_kserve
+
+
+def one(datatype: str) -> tuple[TensorSpec, ...]:
+    return (TensorSpec("x", datatype, (-1,)),)
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data", "message"),
+    [
+        ("FP32", ["1.5"], "FP32 data must be numbers"),
+        ("FP32", [True], "FP32 data must be numbers"),
+        ("FP32", [None], "FP32 data must be numbers"),
+        ("FP32", [1e300], "out of range for FP32"),
+        ("FP16", [70000], "out of range for FP16"),
+        ("BOOL", ["false"], "BOOL data must be true or false"),
+        ("BOOL", [2], "BOOL data must be true or false"),
+        ("INT8", [1.7], "INT8 data must be integers"),
+        ("INT32", ["7"], "INT32 data must be integers"),
+        ("UINT8", [300], "value 300 is out of range for UINT8"),
+        ("UINT8", [-1], "value -1 is out of range for UINT8"),
+        ("INT64", [2**63], "out of range for INT64"),
+        ("FP32", "abc", "data must be a JSON array"),
+        ("FP32", None, "data must be a JSON array"),
+        ("BYTES", "abc", "data must be a JSON array"),
+    ],
+)
+def test_json_values_numpy_would_coerce_are_rejected_on_both_readings(datatype, data, message):
+    doc = {"inputs": [tensor("x", datatype, [1], data)]}
+    kserve, plain = decoded_both_ways(json.dumps(doc).encode(), one(datatype))
+    assert isinstance(plain, str) and message in plain, plain
+    assert plain == kserve
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data", "expected"),
+    [
+        ("FP32", [1, 2.5], np.array([1, 2.5], np.float32)),
+        ("FP16", [0.5, 3], np.array([0.5, 3], np.float16)),
+        ("BOOL", [True, False], np.array([True, False])),
+        ("INT8", [-128, 127], np.array([-128, 127], np.int8)),
+        ("UINT64", [2**64 - 1, 0], np.array([2**64 - 1, 0], np.uint64)),
+        ("FP64", [1e300, -1], np.array([1e300, -1], np.float64)),
+    ],
+)
+def test_json_values_in_range_decode_exactly_on_both_readings(datatype, data, expected):
+    doc = {"inputs": [tensor("x", datatype, [len(data)], data)]}
+    kserve, plain = decoded_both_ways(json.dumps(doc).encode(), one(datatype))
+    for got in (kserve, plain):
+        assert got["x"].dtype == expected.dtype
+        np.testing.assert_array_equal(got["x"], expected)
+
+
+def test_a_lower_case_datatype_reads_as_kserve_reads_it():
+    doc = {"inputs": [tensor("x", "fp32", [2], [1, 2])]}
+    kserve, plain = decoded_both_ways(json.dumps(doc).encode(), one("FP32"))
+    for got in (kserve, plain):
+        np.testing.assert_array_equal(got["x"], np.array([1, 2], np.float32))
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"parameters": True, "inputs": [tensor("x", "FP32", [1], [1])]}, "request.parameters must be an object"),
+        ({"parameters": [1], "inputs": [tensor("x", "FP32", [1], [1])]}, "request.parameters must be an object"),
+        ({"inputs": [{**tensor("x", "FP32", [1], [1]), "parameters": "s"}]}, "inputs[0].parameters must be an object"),
+        (
+            {"inputs": [tensor("x", "FP32", [1], [1])], "outputs": [{"name": "y", "parameters": 3}]},
+            "outputs[0].parameters must be an object",
+        ),
+    ],
+)
+def test_parameters_that_are_not_objects_are_rejected_on_both_readings(doc, message):
+    for read in (plain_request, lambda d: infer_request(d, b"", None, "m")):
+        with pytest.raises(InvalidInputError) as err:
+            read(doc)
+        assert message in err.value.message
+        assert err.value.status == 400
+
+
+def test_a_bytes_output_that_is_not_utf8_asks_for_binary_outputs_on_both_encoders():
+    outputs = [("label", "BYTES", np.array([b"\xff"], dtype=object))]
+    with pytest.raises(InvalidInputError, match="request binary outputs"):
+        encode_plain(outputs, "r1", "m", "7")
+    with pytest.raises(InvalidInputError, match="request binary outputs"):
+        encode_response(response(outputs))
