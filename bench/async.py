@@ -4,7 +4,9 @@
    the benchmark uses to post events and read results, and the same sizes as the request events; and, for
    reference, the same ceiling with librdkafka (the client inside the replica);
 2. end-to-end events/s and p50/p99 latency (produced → result consumed) through ``wakeserve serve F --consume``
-   for the trivial echo model and for the embedder;
+   for the trivial echo model and for the embedder; events are posted with kafka-python; echo's results are
+   read with kafka-python (the ceiling's client), the embedder's with librdkafka, the lighter reader, since
+   its denominator involves no client and the reader shares the replica's two cores;
 3. the embedder's raw in-process batch-32 throughput on the same sentences.
 
 This machine's speed drifts by tens of percent from minute to minute, so each goal is measured in rounds with
@@ -179,10 +181,79 @@ def results_reader(settings: EventSettings, **overrides) -> KafkaConsumer:
     return results
 
 
+class PythonResults:
+    """Request ids of arriving results, read with kafka-python (the client the echo goal's ceiling uses)."""
+
+    def __init__(self, settings: EventSettings, **overrides) -> None:
+        self.consumer = results_reader(settings, **overrides)
+
+    def poll(self, timeout_s: float) -> list[str]:
+        return [
+            next((v for k, v in r.headers or [] if k == "ce_requestid"), b"").decode()
+            for records in self.consumer.poll(int(timeout_s * 1000)).values()
+            for r in records
+        ]
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class RdResults:
+    """The same, read with librdkafka: its fetching and decoding run in native threads, so the benchmark's own
+    reader takes less of the two cores the replica under test uses (the embedder goal's denominator involves
+    no client at all)."""
+
+    def __init__(self, settings: EventSettings) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "group.id": f"bench-results-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": settings.kafka_fetch_max_wait_ms,
+            }
+        )
+        topic = settings.results_topic
+        parts = []
+        for p in self.consumer.list_topics(topic, timeout=10).topics[topic].partitions:
+            # From each partition's end as the broker reports it (tansu may report less: older results are
+            # read again and ignored by id).
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            parts.append(TopicPartition(topic, p, high))
+        self.consumer.assign(parts)
+
+    def poll(self, timeout_s: float) -> list[str]:
+        # The first record as soon as it is there, then what is already queued (``consume`` with a timeout
+        # would hold the ones it has until it has a thousand).
+        first = self.consumer.poll(timeout_s)
+        if first is None:
+            return []
+        ids = []
+        for m in [first, *self.consumer.consume(1000, 0)]:
+            if m.error() is None:
+                found = next((v for k, v in m.headers() or [] if k == "ce_requestid"), b"")
+                ids.append(found.decode() if isinstance(found, bytes) else str(found or ""))
+        return ids
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
 def end_to_end(
-    settings: EventSettings, function: str, n: int, make_body, log_dir: Path, env: dict[str, str], singles: int = 0
+    settings: EventSettings,
+    function: str,
+    n: int,
+    make_body,
+    log_dir: Path,
+    env: dict[str, str],
+    singles: int = 0,
+    reader: str = "kafka-python",
 ) -> dict:
-    """A burst of n events through a consuming replica; then ``singles`` events one at a time (idle round trip)."""
+    """A burst of n events through a consuming replica; then ``singles`` events one at a time (idle round trip).
+
+    ``reader``: the client results are read with, ``kafka-python`` or ``librdkafka``.
+    """
     http = free_port()
     replica = ChildProcess(
         f"{function}-consumer",
@@ -193,7 +264,9 @@ def end_to_end(
     try:
         replica.wait_until(lambda: http_ok(f"http://127.0.0.1:{http}/v2/health/ready"), 180, 0.2)
         # Warm the group: one event, answered, before the clock starts.
-        results = results_reader(settings)
+        results: PythonResults | RdResults = (
+            PythonResults(settings) if reader == "kafka-python" else RdResults(settings)
+        )
         producer = KafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=2
         )
@@ -212,12 +285,11 @@ def end_to_end(
         def collect(ids: set[str], received: dict[str, float], timeout: float) -> None:
             deadline = time.monotonic() + timeout
             while len(received) < len(ids) and time.monotonic() < deadline:
-                for records in results.poll(100).values():
-                    now = time.perf_counter()
-                    for r in records:
-                        rid = next((v for k, v in r.headers or [] if k == "ce_requestid"), b"").decode()
-                        if rid in ids and rid not in received:
-                            received[rid] = now
+                arrived = results.poll(0.1)
+                now = time.perf_counter()
+                for rid in arrived:
+                    if rid in ids and rid not in received:
+                        received[rid] = now
 
         warm = [request(function, make_body(-1))]
         sent_w: dict[str, float] = {}
@@ -237,7 +309,7 @@ def end_to_end(
         if singles:
             # One at a time: a reader that asks the broker often, so the round trip is not its fetch wait.
             results.close()
-            results = results_reader(settings, fetch_max_wait_ms=5)
+            results = PythonResults(settings, fetch_max_wait_ms=5)
         for i in range(singles):
             time.sleep(0.1)
             one = [request(function, make_body(n + i))]
@@ -436,11 +508,14 @@ def main() -> None:
             "rounds": echo_rounds,
             "ceiling_per_s": ceilings,
             "ratios": echo_ratios,
+            "results_reader": "kafka-python",
         }
         raws, rounds = [raw_rate()], []
         for i in range(args.embedder_rounds):
             print(f"embedder end to end, round {i + 1} of {args.embedder_rounds}", flush=True)
-            rounds.append(end_to_end(settings, "embedder", args.embedder_events, text_payload, log_dir, env))
+            rounds.append(
+                end_to_end(settings, "embedder", args.embedder_events, text_payload, log_dir, env, reader="librdkafka")
+            )
             print(
                 f"  {rounds[-1]['per_s']:.0f} events/s p50 {rounds[-1]['p50_ms']:.0f} ms "
                 f"p99 {rounds[-1]['p99_ms']:.0f} ms",
@@ -448,7 +523,13 @@ def main() -> None:
             )
             raws.append(raw_rate())
         ratios = [r["per_s"] / ((raws[i] + raws[i + 1]) / 2) for i, r in enumerate(rounds)]
-        embedder = {**median_round(rounds, ratios), "rounds": rounds, "raw_batch32_per_s": raws, "ratios": ratios}
+        embedder = {
+            **median_round(rounds, ratios),
+            "rounds": rounds,
+            "raw_batch32_per_s": raws,
+            "ratios": ratios,
+            "results_reader": "librdkafka",
+        }
         print("mixed load (sync at 1 client while events are consumed)", flush=True)
         mixed = mixed_load(settings, args.embedder_events, log_dir, env)
         print(
