@@ -180,8 +180,17 @@ def test_redelivered_request_writes_the_same_result_object(event_stack, producer
     assert sum(1 for o in listing.get("Contents", []) if event.id in o["Key"]) == 1
 
 
+def slow_echo(tmp_path) -> list[str]:
+    """Arguments for an echo replica that takes 20 ms per batch of at most 4, so a stream is still in progress
+    when the test interrupts it."""
+    artifact = tmp_path / "slow-echo"
+    artifact.mkdir(exist_ok=True)
+    (artifact / "config.json").write_text(json.dumps({"version": "slow", "delay_ms": 20}))
+    return ["--model-uri", str(artifact), "--max-batch-size", "4", "--consume"]
+
+
 def test_consumer_killed_mid_stream_loses_nothing(event_stack, producer, tmp_path):
-    echo = start_replica("echo", tmp_path, "--consume", env=event_stack.env)
+    echo = start_replica("echo", tmp_path, *slow_echo(tmp_path), env=event_stack.env)
     events = [
         request_event(
             "echo", data=orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [i, -i]}]})
@@ -197,12 +206,17 @@ def test_consumer_killed_mid_stream_loses_nothing(event_stack, producer, tmp_pat
             collector.poll()
         echo.process.signal(signal.SIGKILL)
         echo.process.proc.wait(10)
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            collector.poll()
+        answered_before_restart = len(collector.by_request(ids))
         produce(producer, event_stack.settings.topics.requests("echo"), events[200:])
-        echo = start_replica("echo", tmp_path, "--consume", env=event_stack.env)
+        echo = start_replica("echo", tmp_path, *slow_echo(tmp_path), env=event_stack.env)
         replies = collector.wait_for(ids, timeout=120)
     finally:
         collector.close()
         echo.process.stop()
+    assert 50 <= answered_before_restart < 200  # the kill left work unanswered
     assert set(replies) == ids
     for event in events:
         data = orjson.loads(replies[event.id][0].data)
@@ -274,7 +288,7 @@ def test_broker_restart_with_s3_storage_loses_nothing(s3_server, tmp_path):
     env = stack_env(f"127.0.0.1:{port}", s3_server.endpoint, f"p-{suffix}", f"r-{suffix}")
     settings = EventSettings(**{k.removeprefix("WAKESERVE_").lower(): v for k, v in env.items()})
     ensure_topics(settings, [settings.topics.requests("echo"), settings.topics.results, settings.topics.deadletter])
-    echo = start_replica("echo", tmp_path, "--consume", env=env)
+    echo = start_replica("echo", tmp_path, *slow_echo(tmp_path), env=env)
     events = [
         request_event(
             "echo", data=orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [i]}]})
@@ -287,7 +301,15 @@ def test_broker_restart_with_s3_storage_loses_nothing(s3_server, tmp_path):
     )
     try:
         produce(producer, settings.topics.requests("echo"), events[:100])
-        time.sleep(0.5)  # let processing get going, so the restart lands mid-stream
+        # The restart lands mid-stream: after some results, before all of the first hundred.
+        before = Collector(settings, settings.results_topic)
+        try:
+            deadline = time.monotonic() + 60
+            while len(before.by_request(ids)) < 10 and time.monotonic() < deadline:
+                before.poll()
+            answered_before_restart = len(before.by_request(ids))
+        finally:
+            before.close()
         broker.stop()
         broker = start_kafka(port, storage=storage, env=broker_env, log_path=tmp_path / "tansu.log")
         produce(producer, settings.topics.requests("echo"), events[100:])
@@ -300,6 +322,7 @@ def test_broker_restart_with_s3_storage_loses_nothing(s3_server, tmp_path):
         producer.close(timeout=5)
         echo.process.stop()
         broker.stop()
+    assert 10 <= answered_before_restart < 100
     assert set(replies) == ids
     assert all(r[0].type == contract.RESULT_TYPE for r in replies.values())
 
@@ -402,32 +425,171 @@ def test_dispatch_calls_a_remote_predictor_and_retries_until_it_is_ready(event_s
     assert "unexpected input 'nope'" in orjson.loads(error.data)["message"]
 
 
-def test_cli_post_waits_for_and_prints_the_result(event_stack, classifier):
+def post_and_wait(stack, *args: str, timeout: float = 60) -> tuple[dict, dict]:
+    """`wakeserve post ... --wait` as a user runs it: the posted line, and the printed result."""
+    import os
     import subprocess
     import sys
 
-    env = {**__import__("os").environ, **event_stack.env}
     out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "wakeserve",
-            "post",
-            "classifier",
-            "--text",
-            "I was charged twice this month",
-            "--wait",
-            "--timeout",
-            "60",
-        ],
-        env=env,
+        [sys.executable, "-m", "wakeserve", "post", *args, "--wait", "--timeout", str(timeout)],
+        env={**os.environ, **stack.env},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout + 60,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    posted = json.loads(out.stdout.splitlines()[0])
+    lines = out.stdout.splitlines()
+    return json.loads(lines[0]), json.loads("\n".join(lines[1:]))
+
+
+def test_cli_post_waits_for_and_prints_the_result(event_stack, classifier):
+    posted, result = post_and_wait(event_stack, "classifier", "--text", "I was charged twice this month")
     assert posted["dataref"].startswith(f"s3://{event_stack.settings.payload_buckets}/")
-    result = json.loads("\n".join(out.stdout.splitlines()[1:]))
     assert result["requestid"] == posted["posted"] and result["type"] == contract.RESULT_TYPE
     assert result["data"]["outputs"][0]["data"] == ["billing"]
+
+
+def test_payload_limit_structured_records_and_dead_letter_messages(event_stack, producer, tmp_path):
+    """A dataref over the size limit is `payload_too_large` (with its dead letter and message) while a small one
+    and a structured-mode record in the same stream succeed."""
+    prefix = f"limits{uuid.uuid4().hex[:6]}"
+    env = {**event_stack.env, "WAKESERVE_TOPIC_PREFIX": prefix, "WAKESERVE_MAX_PAYLOAD_BYTES": "2048"}
+    settings = EventSettings(**{**event_stack.settings.model_dump(), "topic_prefix": prefix})
+    topic = settings.topics.requests("echo")
+    ensure_topics(settings, [topic])
+
+    def body(values: list[float]) -> bytes:
+        return orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, len(values)], "data": values}]})
+
+    small = request_event("echo", dataref=put_payload(event_stack, body([1.0, 2.0])))
+    large_body = body([float(i) for i in range(600)])
+    assert len(large_body) > 2048
+    large = request_event("echo", dataref=put_payload(event_stack, large_body))
+    structured = request_event("echo", data=body([3.0, 4.0]), time=datetime.now(UTC).isoformat())
+    echo = start_replica("echo", tmp_path, "--consume", env=env)
+    collector = Collector(event_stack.settings, event_stack.settings.results_topic)
+    dead = Collector(event_stack.settings, event_stack.settings.deadletter_topic)
+    try:
+        produce(producer, topic, [small, large])
+        producer.send(
+            topic,
+            value=orjson.dumps(cloudevent.to_structured(structured)),
+            headers=[("content-type", b"application/cloudevents+json")],
+        ).get(10)
+        replies = collector.wait_for({small.id, large.id, structured.id})
+        deadline = time.monotonic() + 30
+        letters: dict[str, dict] = {}
+        while large.id not in letters and time.monotonic() < deadline:
+            dead.poll()
+            letters = {dict(h).get("ce_id", b"").decode(): dict(h) for h, _, _ in dead.records}
+    finally:
+        collector.close()
+        dead.close()
+        echo.process.stop()
+    (error,) = replies[large.id]
+    assert error.type == contract.ERROR_TYPE
+    detail = orjson.loads(error.data)
+    assert detail["code"] == "payload_too_large" and "2048" in detail["message"] and detail["retryable"] is False
+    assert letters[large.id]["ce_errorcode"] == b"payload_too_large"
+    assert b"2048" in letters[large.id]["ce_errormessage"]
+    assert letters[large.id]["ce_dataref"].decode() == large.get("dataref")  # the original request, unchanged
+    for event, expected in ((small, [1.0, 2.0]), (structured, [3.0, 4.0])):
+        (reply,) = replies[event.id]
+        assert reply.type == contract.RESULT_TYPE
+        assert orjson.loads(reply.data)["outputs"][0]["data"] == expected
+
+
+def test_cli_post_file_fetches_a_referenced_result_and_results_follow_prints_new_ones(
+    event_stack, producer, embedder, tmp_path
+):
+    import sys
+
+    from events.embedded import ChildProcess
+
+    request_file = tmp_path / "request.json"
+    request_file.write_bytes(texts_payload([f"a sentence long enough to matter, number {i}" for i in range(24)]))
+    posted, result = post_and_wait(event_stack, "embedder", "--file", str(request_file), timeout=90)
+    assert result["requestid"] == posted["posted"]
+    assert result["dataref"].startswith(f"s3://{event_stack.settings.results_bucket}/")  # over 64 KiB: by reference
+    assert result["data"]["outputs"][0]["shape"] == [24, 384]  # and fetched from S3 for the user
+
+    follower = ChildProcess(
+        "results-follow",
+        [sys.executable, "-m", "wakeserve", "results", "--follow"],
+        env=event_stack.env,
+        log_path=tmp_path / "follow.log",
+    )
+    sent: set[str] = set()
+    seen: dict[str, dict] = {}
+    try:
+        # The follower starts at the end of the topic once it has resolved its position: post until one shows.
+        deadline = time.monotonic() + 90
+        while not seen and time.monotonic() < deadline:
+            event = request_event("embedder", data=texts_payload(["follow me"]))
+            produce(producer, event_stack.settings.topics.requests("embedder"), [event])
+            sent.add(event.id)
+            time.sleep(1.0)
+            for line in (tmp_path / "follow.log").read_text(errors="replace").splitlines():
+                try:
+                    doc = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(doc, dict) and doc.get("requestid") in sent:
+                    seen[doc["requestid"]] = doc
+    finally:
+        follower.stop()
+    assert seen, (tmp_path / "follow.log").read_text(errors="replace")[-2000:]
+    doc = next(iter(seen.values()))
+    assert doc["type"] == contract.RESULT_TYPE and doc["data"]["outputs"][0]["shape"] == [1, 384]
+
+
+def test_dispatch_gives_up_after_bounded_retries_with_an_error_event_a_dead_letter_and_a_commit(
+    event_stack, producer, tmp_path
+):
+    """A target that never answers: after WAKESERVE_MAX_ATTEMPTS the event is answered `unavailable`
+    (retryable), dead-lettered, and its offset committed, so the next dispatcher does not see it again."""
+    import sys
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    from events.embedded import ChildProcess
+
+    prefix = f"giveup{uuid.uuid4().hex[:6]}"
+    settings = EventSettings(**{**event_stack.settings.model_dump(), "topic_prefix": prefix})
+    topic = settings.topics.requests("echo")
+    ensure_topics(settings, [topic])
+    env = {**event_stack.env, "WAKESERVE_MAX_ATTEMPTS": "3", "WAKESERVE_TOPIC_PREFIX": prefix}
+    argv = [sys.executable, "-m", "wakeserve", "dispatch", "echo", "--target-url", f"http://127.0.0.1:{free_port()}"]
+    event = request_event(
+        "echo", data=orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [1]}]})
+    )
+    collector = Collector(event_stack.settings, event_stack.settings.results_topic)
+    dead = Collector(event_stack.settings, event_stack.settings.deadletter_topic)
+    dispatcher = ChildProcess("dispatch", argv, env=env, log_path=tmp_path / "dispatch.log")
+    try:
+        produce(producer, topic, [event])
+        (error,) = collector.wait_for({event.id}, timeout=120)[event.id]
+        deadline = time.monotonic() + 30
+        while not any(dict(h).get("ce_id") == event.id.encode() for h, _, _ in dead.records):
+            assert time.monotonic() < deadline, "no dead letter"
+            dead.poll()
+        # The commit follows the acknowledged replies; wait for it to reach the broker.
+        group = settings.topics.group("echo")
+        checker = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False)
+        try:
+            parts = [TopicPartition(topic, p) for p in checker.partitions_for_topic(topic) or ()]
+            deadline = time.monotonic() + 30
+            while sum((checker.committed(tp) or 0) for tp in parts) < 1:
+                assert time.monotonic() < deadline, "offset not committed"
+                time.sleep(0.3)
+        finally:
+            checker.close(autocommit=False)
+    finally:
+        dispatcher.stop()
+        collector.close()
+        dead.close()
+    assert error.type == contract.ERROR_TYPE
+    detail = orjson.loads(error.data)
+    assert detail["code"] == "unavailable" and detail["retryable"] is True
+    assert (tmp_path / "dispatch.log").read_text().count("retrying event") == 2  # 3 attempts in all
