@@ -73,7 +73,15 @@ class Ingress:
             requests = self.validate(cloudevent.from_http(dict(request.headers), body))
             try:
                 await asyncio.gather(
-                    *(send(self.producer, self.settings.topics.requests(r.model), r.event) for r in requests)
+                    *(
+                        send(
+                            self.producer,
+                            self.settings.topics.requests(r.model),
+                            r.event,
+                            self.settings.ingress_ack_timeout_s,
+                        )
+                        for r in requests
+                    )
                 )
             except Exception as exc:
                 log.warning("broker did not acknowledge: %s", exc)

@@ -43,6 +43,9 @@ class EventSettings(BaseSettings):
     inline_result_limit: int = Field(64 * 1024, ge=0, description="Results larger than this go to S3 by dataref.")
     max_payload_bytes: int = Field(16 * 1024 * 1024, ge=1, description="Largest dataref payload that is fetched.")
     max_inline_event_bytes: int = Field(1024 * 1024, ge=1, description="Largest inline event data at the ingress.")
+    ingress_ack_timeout_s: float = Field(
+        30.0, gt=0, le=300, description="How long the ingress waits for the broker's acknowledgement before a 503."
+    )
     max_in_flight: int = Field(256, ge=1, description="Events being processed or awaiting their ack, per consumer.")
     max_attempts: int = Field(5, ge=1, description="Tries for a transient failure before it is dead-lettered.")
     retry_base_ms: float = Field(100, ge=0, description="First retry backoff; doubles each attempt.")

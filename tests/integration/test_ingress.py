@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -148,3 +149,46 @@ def test_a_batch_with_one_bad_event_writes_nothing(ingress, event_stack):
     finally:
         collector.close()
     assert ok.id in ids and good.id not in ids
+
+
+def test_202_only_after_the_broker_acknowledged_and_503_while_it_is_down(s3_server, tmp_path):
+    """Its own broker, so stopping it disturbs no other test."""
+    from events.embedded import start_kafka
+    from events.kafka import ensure_topics
+    from events.settings import EventSettings
+
+    kafka_port, port = free_port(), free_port()
+    broker = start_kafka(kafka_port, log_path=tmp_path / "tansu.log")
+    env = {"WAKESERVE_KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka_port}", "WAKESERVE_INGRESS_ACK_TIMEOUT_S": "3"}
+    settings = EventSettings(kafka_bootstrap=env["WAKESERVE_KAFKA_BOOTSTRAP"])
+    ensure_topics(settings, [settings.topics.requests("embedder")])
+    process = ChildProcess(
+        "ingress",
+        [sys.executable, "-m", "wakeserve", "ingress", "--port", str(port), "--functions", "embedder"],
+        env=env,
+        log_path=tmp_path / "ingress.log",
+    )
+    try:
+        process.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 60)
+        url = f"http://127.0.0.1:{port}/events"
+        first = request_event("embedder", data=texts_payload(["while the broker is up"]))
+        up = httpx.post(url, **binary(first), timeout=60)
+        assert up.status_code == 202 and up.json() == {"accepted": [first.id]}
+        collector = Collector(settings, settings.topics.requests("embedder"))
+        try:
+            deadline = time.monotonic() + 30
+            while not collector.records and time.monotonic() < deadline:
+                collector.poll()
+            assert [cloudevent.from_kafka(h, k, v).id for h, k, v in collector.records] == [first.id]
+        finally:
+            collector.close()
+        broker.stop()
+        second = request_event("embedder", data=texts_payload(["while the broker is down"]))
+        down = httpx.post(url, **binary(second), timeout=60)
+        assert down.status_code == 503, down.text
+        assert down.json()["code"] == "unavailable" and down.json()["retryable"] is True
+        assert "did not acknowledge" in down.json()["error"] and down.headers["retry-after"] == "1"
+        assert process.alive()
+    finally:
+        process.stop()
+        broker.stop()
