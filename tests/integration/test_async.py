@@ -593,3 +593,38 @@ def test_dispatch_gives_up_after_bounded_retries_with_an_error_event_a_dead_lett
     detail = orjson.loads(error.data)
     assert detail["code"] == "unavailable" and detail["retryable"] is True
     assert (tmp_path / "dispatch.log").read_text().count("retrying event") == 2  # 3 attempts in all
+
+
+def test_high_priority_events_overtake_a_queued_backlog(event_stack, producer, tmp_path):
+    """`priority: high` events posted behind a backlog of `low` ones are answered before most of it."""
+    prefix = f"prio{uuid.uuid4().hex[:6]}"
+    settings = EventSettings(**{**event_stack.settings.model_dump(), "topic_prefix": prefix})
+    topic = settings.topics.requests("echo")
+    ensure_topics(settings, [topic])
+
+    def event(i: int, priority: str) -> cloudevent.CloudEvent:
+        body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [i]}]}
+        return request_event("echo", data=orjson.dumps(body), priority=priority)
+
+    low = [event(i, "low") for i in range(120)]
+    high = [event(1000 + i, "high") for i in range(8)]
+    echo = start_replica(
+        "echo", tmp_path, *slow_echo(tmp_path), env={**event_stack.env, "WAKESERVE_TOPIC_PREFIX": prefix}
+    )
+    collector = Collector(event_stack.settings, event_stack.settings.results_topic)
+    try:
+        produce(producer, topic, low)
+        deadline = time.monotonic() + 60
+        while len(collector.by_request({e.id for e in low})) < 4 and time.monotonic() < deadline:
+            collector.poll()
+        produce(producer, topic, high)
+        replies = collector.wait_for({e.id for e in low + high}, timeout=120)
+    finally:
+        collector.close()
+        echo.process.stop()
+    answered = {rid: datetime.fromisoformat(r[0].get("time")) for rid, r in replies.items()}
+    low_times = sorted(answered[e.id] for e in low)
+    assert low_times[3] < min(answered[e.id] for e in high)  # the backlog had started before they came
+    assert max(answered[e.id] for e in high) < low_times[len(low) // 2], (
+        "high-priority events waited behind the backlog"
+    )
