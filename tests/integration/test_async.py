@@ -199,6 +199,7 @@ def test_consumer_killed_mid_stream_loses_nothing(event_stack, producer, tmp_pat
     ]
     ids = {e.id for e in events}
     collector = Collector(event_stack.settings, event_stack.settings.results_topic)
+    collector.drain()  # so the count below follows the replica, not the reading of earlier results
     try:
         produce(producer, event_stack.settings.topics.requests("echo"), events[:200])
         deadline = time.monotonic() + 60
@@ -596,7 +597,8 @@ def test_dispatch_gives_up_after_bounded_retries_with_an_error_event_a_dead_lett
 
 
 def test_high_priority_events_overtake_a_queued_backlog(event_stack, producer, tmp_path):
-    """`priority: high` events posted behind a backlog of `low` ones are answered before most of it."""
+    """`priority: high` events produced behind a backlog of `low` ones are answered before most of it (in
+    arrival order they would be answered last)."""
     prefix = f"prio{uuid.uuid4().hex[:6]}"
     settings = EventSettings(**{**event_stack.settings.model_dump(), "topic_prefix": prefix})
     topic = settings.topics.requests("echo")
@@ -614,9 +616,6 @@ def test_high_priority_events_overtake_a_queued_backlog(event_stack, producer, t
     collector = Collector(event_stack.settings, event_stack.settings.results_topic)
     try:
         produce(producer, topic, low)
-        deadline = time.monotonic() + 60
-        while len(collector.by_request({e.id for e in low})) < 4 and time.monotonic() < deadline:
-            collector.poll()
         produce(producer, topic, high)
         replies = collector.wait_for({e.id for e in low + high}, timeout=120)
     finally:
@@ -624,7 +623,6 @@ def test_high_priority_events_overtake_a_queued_backlog(event_stack, producer, t
         echo.process.stop()
     answered = {rid: datetime.fromisoformat(r[0].get("time")) for rid, r in replies.items()}
     low_times = sorted(answered[e.id] for e in low)
-    assert low_times[3] < min(answered[e.id] for e in high)  # the backlog had started before they came
     assert max(answered[e.id] for e in high) < low_times[len(low) // 2], (
         "high-priority events waited behind the backlog"
     )
