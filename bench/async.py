@@ -181,6 +181,12 @@ def results_reader(settings: EventSettings, **overrides) -> KafkaConsumer:
     return results
 
 
+def request_id(headers) -> str:
+    """The ``ce_requestid`` header of a result record ("" when absent)."""
+    found = next((v for k, v in headers or [] if k == "ce_requestid"), b"")
+    return found.decode() if isinstance(found, bytes) else str(found or "")
+
+
 class PythonResults:
     """Request ids of arriving results, read with kafka-python (the client the echo goal's ceiling uses)."""
 
@@ -189,9 +195,7 @@ class PythonResults:
 
     def poll(self, timeout_s: float) -> list[str]:
         return [
-            next((v for k, v in r.headers or [] if k == "ce_requestid"), b"").decode()
-            for records in self.consumer.poll(int(timeout_s * 1000)).values()
-            for r in records
+            request_id(r.headers) for records in self.consumer.poll(int(timeout_s * 1000)).values() for r in records
         ]
 
     def close(self) -> None:
@@ -229,12 +233,7 @@ class RdResults:
         first = self.consumer.poll(timeout_s)
         if first is None:
             return []
-        ids = []
-        for m in [first, *self.consumer.consume(1000, 0)]:
-            if m.error() is None:
-                found = next((v for k, v in m.headers() or [] if k == "ce_requestid"), b"")
-                ids.append(found.decode() if isinstance(found, bytes) else str(found or ""))
-        return ids
+        return [request_id(m.headers()) for m in [first, *self.consumer.consume(1000, 0)] if m.error() is None]
 
     def close(self) -> None:
         self.consumer.close()

@@ -57,8 +57,14 @@ def _check_range(low: int, high: int, dtype: Any, datatype: str) -> None:
         raise ValueError(f"value {low if low < info.min else high} is out of range for {datatype}")
 
 
-# Which kinds of JSON value (as numpy infers them: b bool, i/u integer, f float) each numeric datatype takes.
-_ACCEPTED_KINDS = {"BOOL": "b", "INT": "iu", "UINT": "iu", "FP": "iuf"}
+# Per numeric datatype family: the kinds of JSON value it takes, as numpy infers them (b bool, i/u integer,
+# f float), and how an error names them.
+_FAMILIES = {
+    "BOOL": ("b", "true or false"),
+    "INT": ("iu", "integers"),
+    "UINT": ("iu", "integers"),
+    "FP": ("iuf", "numbers"),
+}
 
 
 def json_to_numpy(data: Any, datatype: str, shape: Sequence[int]) -> np.ndarray:
@@ -77,7 +83,7 @@ def json_to_numpy(data: Any, datatype: str, shape: Sequence[int]) -> np.ndarray:
         return np.array(data, dtype=object).reshape(shape)
     values = np.asarray(data)
     family = datatype.rstrip("0123456789")
-    wanted = {"BOOL": "true or false", "INT": "integers", "UINT": "integers", "FP": "numbers"}[family]
+    kinds, wanted = _FAMILIES[family]
     if values.size and family in ("INT", "UINT") and values.dtype.kind in "fO":
         # Integers beyond int64 next to negative ones (numpy infers float64), or beyond uint64 (object): read
         # them as Python ints, exactly; real floats are refused below.
@@ -87,7 +93,7 @@ def json_to_numpy(data: Any, datatype: str, shape: Sequence[int]) -> np.ndarray:
         _check_range(min(items), max(items), dtype, datatype)
         values = np.array(items.tolist(), dtype=dtype).reshape(values.shape)
     elif values.size:
-        if values.dtype.kind not in _ACCEPTED_KINDS[family]:
+        if values.dtype.kind not in kinds:
             raise ValueError(f"{datatype} data must be {wanted}")
         if family in ("INT", "UINT"):
             _check_range(int(values.min()), int(values.max()), dtype, datatype)
@@ -226,8 +232,12 @@ def _json_data(array: np.ndarray, datatype: str) -> Any:
         try:
             return [x.decode("utf-8") if isinstance(x, bytes | bytearray) else str(x) for x in array.reshape(-1)]
         except UnicodeDecodeError as exc:
-            raise InvalidInputError(f"output cannot be sent as JSON ({exc}); request binary outputs") from exc
+            raise _not_json(exc) from exc
     return np.ascontiguousarray(array).reshape(-1)
+
+
+def _not_json(exc: Exception) -> InvalidInputError:
+    return InvalidInputError(f"output cannot be sent as JSON ({exc}); request binary outputs")
 
 
 def _output(name: str, shape: Any, datatype: str, array: np.ndarray, parameters: Any = None) -> dict[str, Any]:
@@ -244,7 +254,7 @@ def _dumps(doc: dict[str, Any]) -> bytes:
     try:
         return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
     except orjson.JSONEncodeError as exc:
-        raise InvalidInputError(f"output cannot be sent as JSON ({exc}); request binary outputs") from exc
+        raise _not_json(exc) from exc
 
 
 def encode_plain(
