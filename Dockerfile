@@ -44,6 +44,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     HF_HOME=/var/cache/wakeserve/hf \
     HF_HUB_OFFLINE=1 \
     WAKESERVE_MODEL_CACHE_DIR=/var/cache/wakeserve/models
+COPY --chown=${UID}:${UID} core /app/core
 COPY --chown=${UID}:${UID} functions /app/functions
 COPY --chown=${UID}:${UID} events /app/events
 COPY --chown=${UID}:${UID} scalers /app/scalers

@@ -36,11 +36,11 @@ import orjson
 from kafka import KafkaConsumer, KafkaProducer
 
 from bench.sync import SENTENCES, raw_throughput
+from core.processes import ChildProcess, free_port, http_ok, replica_argv, start_kafka, start_s3
+from core.s3 import make_s3_client
 from events import cloudevent, contract
 from events.cloudevent import CloudEvent
-from events.embedded import ChildProcess, free_port, http_ok, replica_argv, start_kafka, start_s3
 from events.kafka import ensure_topics
-from events.s3 import make_s3_client
 from events.settings import EventSettings
 
 

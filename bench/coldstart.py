@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from events.embedded import ChildProcess, free_port, replica_argv
+from core.processes import ChildProcess, free_port, replica_argv
 
 HOST = "127.0.0.1"
 TARGET_RATIO = 1.2
@@ -37,7 +37,7 @@ INFER_BODY = json.dumps(
     {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["Is anybody awake?"]}]}
 ).encode()
 
-# The embedder's pure path (functions/encoder.py) and nothing else; prints wall-clock times of each step.
+# The embedder's pure path (functions/text/encoder.py) and nothing else; prints wall-clock times of each step.
 FLOOR_CODE = """
 import time
 t = {"python": time.time()}

@@ -27,8 +27,8 @@ import httpx
 import numpy as np
 import orjson
 
+from core.processes import ChildProcess, free_port
 from events.client import text_request
-from events.embedded import ChildProcess, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 OVERRIDES = [

@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from events.embedded import ChildProcess, free_port, replica_argv
+from core.processes import ChildProcess, free_port, replica_argv
 
 TARGET_P99_RATIO = 1.5
 BODIES = {

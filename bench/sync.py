@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.loadgen import encode_post, run_load
-from events.embedded import ChildProcess, free_port, http_ok, replica_argv
+from core.processes import ChildProcess, free_port, http_ok, replica_argv
 
 HOST = "127.0.0.1"
 SENTENCES = [

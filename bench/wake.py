@@ -26,9 +26,9 @@ import httpx
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from core.processes import ChildProcess, free_port
 from events import cloudevent, contract
 from events.client import text_request
-from events.embedded import ChildProcess, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 OVERRIDES = ["--stable-window", "6", "--scale-to-zero-grace", "1", "--cooldown-period", "1"]

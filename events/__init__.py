@@ -1,1 +1,1 @@
-"""Shared event-side building blocks: the error root, S3 access, CloudEvents and Kafka (issue B)."""
+"""The asynchronous path: CloudEvents codec and contract, Kafka consumer and ingress, claim-check payloads."""

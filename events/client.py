@@ -13,10 +13,10 @@ import httpx
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
+from core.s3 import S3Uri, make_s3_client
 from events import cloudevent, contract
 from events.cloudevent import CloudEvent
 from events.kafka import make_producer, send
-from events.s3 import S3Uri, make_s3_client
 from events.settings import EventSettings
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from events.errors import InvalidEventError
+from core.errors import InvalidEventError
 
 REQUIRED = ("specversion", "id", "source", "type")
 STRUCTURED = "application/cloudevents+json"

@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 
 import orjson
 
+from core.errors import InvalidEventError, UnknownModelError, WakeserveError
+from core.ids import new_id
+from core.s3 import S3Uri
 from events.cloudevent import CloudEvent
-from events.errors import InvalidEventError, UnknownModelError, WakeserveError
-from events.ids import new_id
-from events.s3 import S3Uri
 
 REQUEST_TYPE = "dev.wakeserve.inference.request"
 RESULT_TYPE = "dev.wakeserve.inference.result"

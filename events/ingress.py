@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from core.errors import PayloadTooLargeError, TransientError, WakeserveError
 from events import cloudevent, contract
-from events.errors import PayloadTooLargeError, TransientError, WakeserveError
 from events.kafka import send
 from events.settings import EventSettings
 

@@ -11,7 +11,7 @@ from typing import Protocol
 import httpx
 import orjson
 
-from events.errors import (
+from core.errors import (
     InvalidInputError,
     ModelError,
     PayloadTooLargeError,

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from events.errors import InvalidEventError, PayloadNotFoundError, PayloadTooLargeError, TransientError
-from events.s3 import S3Uri
+from core.errors import InvalidEventError, PayloadNotFoundError, PayloadTooLargeError, TransientError
+from core.s3 import S3Uri
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from core.errors import ExpiredError, ModelError, UnknownModelError, WakeserveError
 from events import contract
 from events.cloudevent import CloudEvent, from_kafka
-from events.errors import ExpiredError, ModelError, UnknownModelError, WakeserveError
 from events.invokers import Invoker
 from events.payloads import PayloadStore
 

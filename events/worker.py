@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from core.s3 import make_s3_client
 from events.consumer import EventConsumer
 from events.invokers import Invoker
 from events.kafka import make_rd_consumer, make_rd_producer
 from events.payloads import PayloadStore
 from events.processor import EventProcessor, RetryPolicy
-from events.s3 import make_s3_client
 from events.settings import EventSettings
 
 log = logging.getLogger(__name__)

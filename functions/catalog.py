@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from functions.spec import Function
+from functions.contract import Function
 
 
 def _embedder(encoder: Path | None) -> Function:

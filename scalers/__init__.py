@@ -1,1 +1,1 @@
-"""Autoscaling maths (KEDA Kafka lag, Knative KPA) and the KEDA external scaler (issue C)."""
+"""Autoscaling maths (KEDA Kafka lag, HPA, Knative KPA), offset reading, and the KEDA external scaler."""

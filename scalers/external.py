@@ -23,8 +23,8 @@ from grpc import aio
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.errors import InvalidInputError, WakeserveError
 from events.contract import Topics
-from events.errors import InvalidInputError, WakeserveError
 from events.settings import EventSettings
 from scalers.keda import KafkaLag, KafkaTrigger, PartitionOffsets
 from scalers.offsets import OffsetReader, OffsetsUnavailableError

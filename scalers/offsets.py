@@ -20,7 +20,7 @@ from kafka.admin import OffsetSpec
 from kafka.errors import KafkaError
 from kafka.net.compat import KafkaNetClient
 
-from events.errors import TransientError
+from core.errors import TransientError
 from scalers.keda import PartitionOffsets
 
 UNKNOWN_TOPIC_OR_PARTITION = 3

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from events.embedded import ChildProcess, free_port, start_kafka, start_s3
-from events.s3 import make_s3_client
+from core.processes import ChildProcess, free_port, start_kafka, start_s3
+from core.s3 import make_s3_client
 
 
 @dataclass

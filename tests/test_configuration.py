@@ -10,7 +10,7 @@ import pytest
 
 from events import kafka
 from events.settings import EventSettings
-from functions.settings import PredictorSettings
+from functions.serving.settings import PredictorSettings
 from scalers.external import ScalerSettings
 from wakeserve.settings import UpSettings
 

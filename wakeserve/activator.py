@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from events.errors import OverloadedError, UnknownModelError
+from core.errors import OverloadedError, UnknownModelError
 from wakeserve.pool import Replica, ReplicaPool
 
 

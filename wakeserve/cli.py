@@ -37,13 +37,14 @@ def _serve(args: argparse.Namespace) -> int:
     import time
 
     entered_at = time.time()
-    from functions.startup import hold_gc
+    from functions.serving.startup import hold_gc
 
     hold_gc()  # until the replica is ready: the imports below and the weights are long-lived
     # kserve parses sys.argv when imported; keep our flags away from its parser.
     sys.argv = sys.argv[:1]
-    from functions import catalog, replica
-    from functions.settings import PredictorSettings
+    from functions import catalog
+    from functions.serving import replica
+    from functions.serving.settings import PredictorSettings
 
     if args.function not in catalog.FUNCTIONS:
         print(f"unknown function {args.function!r}; known: {', '.join(sorted(catalog.FUNCTIONS))}", file=sys.stderr)

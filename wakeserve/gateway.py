@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from events.errors import InvalidInputError, PayloadTooLargeError, TransientError, UnknownModelError, WakeserveError
+from core.errors import InvalidInputError, PayloadTooLargeError, TransientError, UnknownModelError, WakeserveError
 from events.ingress import Ingress, error_response
 from wakeserve.activator import Activator
 from wakeserve.rollout import RolloutController, RolloutRequest

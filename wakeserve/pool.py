@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from events.embedded import ChildProcess, free_port
+from core.processes import ChildProcess, free_port
 
 log = logging.getLogger(__name__)
 

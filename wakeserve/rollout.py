@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from events.errors import ConflictError, InvalidInputError
+from core.errors import ConflictError, InvalidInputError
 from wakeserve.canary import ACTIVE_PHASES, Action, CanaryPolicy, Phase, Window, decide
 from wakeserve.pool import Replica, ReplicaPool, State
 

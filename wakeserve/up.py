@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from events.embedded import ChildProcess, replica_argv, start_kafka, start_s3
+from core.processes import ChildProcess, replica_argv, start_kafka, start_s3
 from events.ingress import Ingress
 from events.kafka import ensure_topics, make_producer
 from events.settings import EventSettings
@@ -122,7 +122,7 @@ class Runtime:
         self.endpoints.update(kafka=self.events.kafka_bootstrap, s3=str(self.events.s3_endpoint or "AWS"))
 
     def prepare_storage(self) -> None:
-        from events.s3 import S3Uri, make_s3_client
+        from core.s3 import S3Uri, make_s3_client
 
         client = make_s3_client(self.events.s3_endpoint)
         buckets = {*self.events.allowed_buckets, self.events.results_bucket, self.settings.models_bucket}

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from functions.spec import BatchingDefaults, Function, Tensors, TensorSpec
-from functions.text import decode_texts
+from functions.contract import BatchingDefaults, Function, Tensors, TensorSpec
+from functions.text.inputs import decode_texts
 
 if TYPE_CHECKING:
     from functions.classifier.head import ClassifierHead
-    from functions.encoder import SentenceEncoder
+    from functions.text.encoder import SentenceEncoder
 
 
 class Classifier(Function):
@@ -32,7 +32,7 @@ class Classifier(Function):
 
     def load(self, artifacts: Path | None) -> None:
         from functions.classifier.head import load_head, packaged_artifact
-        from functions.encoder import SentenceEncoder, default_checkpoint
+        from functions.text.encoder import SentenceEncoder, default_checkpoint
 
         head = load_head(artifacts or packaged_artifact())
         encoder = SentenceEncoder(self.encoder_checkpoint or default_checkpoint())

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from functions.classifier.head import ClassifierHead, HeadConfig, packaged_artifact, save_head
-from functions.encoder import SentenceEncoder, default_checkpoint
+from functions.text.encoder import SentenceEncoder, default_checkpoint
 
 DATA = Path(__file__).resolve().parent / "data" / "phrases.json"
 

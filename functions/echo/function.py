@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from functions.spec import BatchingDefaults, Function, Tensors, TensorSpec
+from functions.contract import BatchingDefaults, Function, Tensors, TensorSpec
 
 
 class Echo(Function):

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from functions.spec import BatchingDefaults, Function, Tensors, TensorSpec
-from functions.text import decode_texts
+from functions.contract import BatchingDefaults, Function, Tensors, TensorSpec
+from functions.text.inputs import decode_texts
 
 if TYPE_CHECKING:
-    from functions.encoder import SentenceEncoder
+    from functions.text.encoder import SentenceEncoder
 
 
 class Embedder(Function):
@@ -26,7 +26,7 @@ class Embedder(Function):
         self.encoder: SentenceEncoder | None = None
 
     def load(self, artifacts: Path | None) -> None:
-        from functions.encoder import SentenceEncoder, default_checkpoint
+        from functions.text.encoder import SentenceEncoder, default_checkpoint
 
         checkpoint = artifacts or default_checkpoint()
         self.encoder = SentenceEncoder(checkpoint)

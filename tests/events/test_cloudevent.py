@@ -5,9 +5,9 @@ import base64
 import orjson
 import pytest
 
+from core.errors import InvalidEventError
 from events import cloudevent
 from events.cloudevent import CloudEvent
-from events.errors import InvalidEventError
 
 BASE = {"specversion": "1.0", "id": "1", "source": "/s", "type": "t"}
 

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
+from core.errors import InvalidEventError, PayloadNotFoundError, UnknownModelError
 from events import contract
 from events.cloudevent import CloudEvent
-from events.errors import InvalidEventError, PayloadNotFoundError, UnknownModelError
 
 BASE = {"specversion": "1.0", "id": "r1", "source": "/s", "type": contract.REQUEST_TYPE, "model": "embedder"}
 

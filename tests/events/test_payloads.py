@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 
+from core.s3 import S3Uri
 from events.payloads import _classify
-from events.s3 import S3Uri
 
 URI = S3Uri("payloads", "req/1.json")
 

@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
+from core.errors import InvalidInputError, ModelError, TransientError
+from core.s3 import S3Uri
 from events import contract
 from events.cloudevent import CloudEvent
-from events.errors import InvalidInputError, ModelError, TransientError
 from events.processor import EventProcessor, RetryPolicy
-from events.s3 import S3Uri
 
 
 class ScriptedInvoker:

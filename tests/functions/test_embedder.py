@@ -7,9 +7,9 @@ import uuid
 import numpy as np
 import pytest
 
-from functions import artifacts
 from functions.embedder.function import Embedder
-from functions.encoder import default_checkpoint
+from functions.serving import artifacts
+from functions.text.encoder import default_checkpoint
 
 
 @pytest.fixture(scope="module")

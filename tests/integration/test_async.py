@@ -16,8 +16,8 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
+from core.processes import free_port, start_kafka
 from events import cloudevent, contract
-from events.embedded import free_port, start_kafka
 from events.kafka import ensure_topics
 from events.settings import EventSettings
 from functions.classifier.train import DATA, split
@@ -380,7 +380,7 @@ def test_dispatch_calls_a_remote_predictor_and_retries_until_it_is_ready(event_s
     """`wakeserve dispatch` starts before its target: refused connections and 503s are retried, 400s are not."""
     import sys
 
-    from events.embedded import ChildProcess
+    from core.processes import ChildProcess
 
     port = free_port()
     dispatcher = ChildProcess(
@@ -506,7 +506,7 @@ def test_cli_post_file_fetches_a_referenced_result_and_results_follow_prints_new
 ):
     import sys
 
-    from events.embedded import ChildProcess
+    from core.processes import ChildProcess
 
     request_file = tmp_path / "request.json"
     request_file.write_bytes(texts_payload([f"a sentence long enough to matter, number {i}" for i in range(24)]))
@@ -554,7 +554,7 @@ def test_dispatch_gives_up_after_bounded_retries_with_an_error_event_a_dead_lett
 
     from kafka import KafkaConsumer, TopicPartition
 
-    from events.embedded import ChildProcess
+    from core.processes import ChildProcess
 
     prefix = f"giveup{uuid.uuid4().hex[:6]}"
     settings = EventSettings(**{**event_stack.settings.model_dump(), "topic_prefix": prefix})

@@ -10,8 +10,8 @@ import httpx
 import orjson
 import pytest
 
+from core.processes import ChildProcess, free_port, http_ok
 from events import cloudevent, contract
-from events.embedded import ChildProcess, free_port, http_ok
 from tests.integration.async_support import Collector, request_event, texts_payload
 
 pytestmark = pytest.mark.integration
@@ -153,7 +153,7 @@ def test_a_batch_with_one_bad_event_writes_nothing(ingress, event_stack):
 
 def test_202_only_after_the_broker_acknowledged_and_503_while_it_is_down(s3_server, tmp_path):
     """Its own broker, so stopping it disturbs no other test."""
-    from events.embedded import start_kafka
+    from core.processes import start_kafka
     from events.kafka import ensure_topics
     from events.settings import EventSettings
 

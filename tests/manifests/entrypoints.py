@@ -10,7 +10,7 @@ from typing import Any
 from pydantic_settings import BaseSettings
 
 from events.settings import EventSettings
-from functions.settings import PredictorSettings
+from functions.serving.settings import PredictorSettings
 from scalers.external import ScalerSettings
 from tests.manifests.rendering import Rendered
 from wakeserve import cli, scaler_command

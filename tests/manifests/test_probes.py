@@ -15,9 +15,9 @@ from starlette.testclient import TestClient
 from events.ingress import Ingress
 from events.ingress import build_app as build_ingress
 from events.settings import EventSettings
-from functions.events_bridge import add_cloudevents_route
-from functions.server import PredictorServer
-from functions.settings import PredictorSettings
+from functions.serving.events_bridge import add_cloudevents_route
+from functions.serving.server import PredictorServer
+from functions.serving.settings import PredictorSettings
 from tests.manifests import entrypoints
 from tests.manifests.references import CLOUDEVENTS_ROUTE
 from tests.manifests.rendering import OVERLAYS, Rendered, ref

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from functions.settings import PredictorSettings
+from functions.serving.settings import PredictorSettings
 from tests.manifests.rendering import REPO, Rendered, deployment_mode, ref
 
 

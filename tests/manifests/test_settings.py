@@ -10,7 +10,7 @@ import yaml
 
 from events.settings import EventSettings
 from functions import catalog
-from functions.settings import PredictorSettings
+from functions.serving.settings import PredictorSettings
 from scalers.external import ScalerSettings
 from tests.manifests import entrypoints
 from tests.manifests.rendering import MANIFESTS, OVERLAYS, REPO, Rendered, ref

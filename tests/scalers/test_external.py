@@ -15,9 +15,9 @@ import pytest
 from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
 
+from core.errors import InvalidInputError
+from core.processes import ChildProcess, free_port, port_open
 from events.contract import Topics
-from events.embedded import ChildProcess, free_port, port_open
-from events.errors import InvalidInputError
 from events.settings import EventSettings
 from scalers import external
 from scalers.external import ExternalScalerStub, ScalerSettings, resolve, start_scaler_server

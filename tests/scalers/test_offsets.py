@@ -10,7 +10,7 @@ import pytest
 from kafka import TopicPartition
 from kafka.admin import NewTopic, OffsetSpec
 
-from events.embedded import free_port, start_kafka
+from core.processes import free_port, start_kafka
 from scalers.keda import KafkaLag, KafkaTrigger
 from scalers.offsets import OffsetReader, OffsetsUnavailableError
 from tests.scalers.conftest import Broker, unique_group

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from events.embedded import ChildProcess, free_port, replica_argv
+from core.processes import ChildProcess, free_port, replica_argv
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import psutil
 
-from events.embedded import ChildProcess, free_port
+from core.processes import ChildProcess, free_port
 from events.settings import EventSettings
 
 REPO = Path(__file__).resolve().parents[2]

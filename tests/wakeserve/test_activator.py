@@ -8,8 +8,8 @@ from typing import Any, cast
 
 import pytest
 
-from events.embedded import ChildProcess
-from events.errors import OverloadedError, UnknownModelError
+from core.errors import OverloadedError, UnknownModelError
+from core.processes import ChildProcess
 from wakeserve.activator import Activator
 from wakeserve.pool import Replica, ReplicaPool, State
 

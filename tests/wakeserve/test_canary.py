@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from events.errors import InvalidInputError
+from core.errors import InvalidInputError
 from wakeserve.canary import Action, CanaryPolicy, Window, decide, judge
 from wakeserve.rollout import RolloutRequest
 

@@ -1,0 +1,1 @@
+"""What every package uses and none owns: the error root, S3 access, identifiers, child processes."""

@@ -1,0 +1,165 @@
+"""Assemble and run one replica of one function from its settings (the body of ``wakeserve serve``).
+
+Only what the first inference response needs is on the cold-start path. The event machinery (Kafka client,
+S3 client for payloads) is imported and built in a thread: with ``--consume`` while the model loads (so the
+consumer group is joined by the time the model is ready), otherwise on the first CloudEvent over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry
+
+from events.settings import EventSettings
+from functions import catalog
+from functions.contract import Function
+from functions.hotswap import watch
+from functions.hotswap.control import add_control_routes
+from functions.hotswap.gates import GatePolicy, load_golden
+from functions.serving import artifacts
+from functions.serving.event_invoker import InProcessInvoker
+from functions.serving.events_bridge import add_cloudevents_route
+from functions.serving.metrics import PredictorMetrics
+from functions.serving.runtime import FunctionModel
+from functions.serving.server import PredictorServer
+from functions.serving.settings import PredictorSettings
+from functions.serving.startup import StartupTimeline, resume_gc
+
+if TYPE_CHECKING:
+    from events.processor import EventProcessor
+
+
+def build_model(name: str, settings: PredictorSettings, metrics: PredictorMetrics) -> FunctionModel:
+    function = catalog.create(name)
+    defaults = function.batching
+
+    def make_function(reload_source: bool) -> Function:
+        if reload_source:
+            watch.forget_modules(name)
+        return catalog.create(name)
+
+    def resolve(candidate: Function, model_uri: str | None) -> Path | None:
+        return resolve_artifacts(candidate, model_uri, settings)
+
+    return FunctionModel(
+        function,
+        metrics,
+        max_batch_size=settings.max_batch_size or defaults.max_batch_size,
+        max_delay_ms=defaults.max_delay_ms if settings.max_batch_delay_ms is None else settings.max_batch_delay_ms,
+        max_queue=settings.max_queue or defaults.max_queue,
+        make_function=make_function,
+        resolve=resolve,
+        policy=GatePolicy(
+            latency_factor=settings.gate_latency_factor,
+            latency_runs=settings.gate_latency_runs,
+            memory_budget_mb=settings.swap_memory_budget_mb,
+        ),
+        golden=load_golden(watch.package_dir(name) / "golden.json"),
+        model_uri=settings.model_uri,
+        version=settings.model_version,
+        version_suffix=f"+src.{watch.digest(watch.package_dir(name))}" if settings.watch else "",
+    )
+
+
+def resolve_artifacts(function: Function, model_uri: str | None, settings: PredictorSettings) -> Path | None:
+    """Blocking: resolve the encoder (if the function has one) and the function's artifacts."""
+
+    def client():  # type: ignore[no-untyped-def]
+        from core.s3 import make_s3_client  # boto3 is imported only for s3:// artifacts
+
+        return make_s3_client(settings.s3_endpoint)
+
+    encoder = artifacts.resolve(settings.encoder_uri, settings.model_cache_dir, client)
+    if encoder is not None and hasattr(function, "encoder_checkpoint"):
+        function.encoder_checkpoint = encoder
+    return artifacts.resolve(model_uri, settings.model_cache_dir, client)
+
+
+def artifact_resolver(model: FunctionModel, settings: PredictorSettings) -> Path | None:
+    """Runs on the model's worker thread: the first version's artifacts."""
+    return resolve_artifacts(model.function, settings.model_uri, settings)
+
+
+class DeferredProcessor:
+    """The event processor, built once in a thread on first use; a failed build is retried on the next."""
+
+    def __init__(self, build: Callable[[], EventProcessor]) -> None:
+        self._build = build
+        self._task: asyncio.Future[EventProcessor] | None = None
+
+    async def get(self) -> EventProcessor:
+        if self._task is None or (self._task.done() and self._task.exception() is not None):
+            self._task = asyncio.ensure_future(asyncio.to_thread(self._build))
+        return await asyncio.shield(self._task)
+
+
+def run(
+    name: str,
+    settings: PredictorSettings,
+    events: EventSettings | None = None,
+    consume_events: bool = False,
+    entered_at: float | None = None,
+) -> int:
+    """Serve ``name`` until SIGTERM; ``entered_at`` is when the command began, for the startup timeline."""
+    startup = StartupTimeline()
+    if entered_at is not None:
+        startup.mark("entry", entered_at)
+    startup.mark("imports")
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+    registry = CollectorRegistry()
+    model = build_model(name, settings, PredictorMetrics(registry))
+    server = PredictorServer(
+        [model],
+        registry,
+        host=settings.host,
+        http_port=settings.http_port,
+        grpc_port=settings.grpc_port,
+        grace_period_s=settings.grace_period_s,
+        max_body_bytes=settings.max_body_bytes,
+        startup=startup,
+    )
+    event_settings = events or EventSettings()
+
+    def build() -> EventProcessor:
+        from events.worker import build_processor
+
+        return build_processor(frozenset([name]), InProcessInvoker({name: model}), event_settings)
+
+    processor = DeferredProcessor(build)
+    add_cloudevents_route(server.rest_app, processor.get)
+    add_control_routes(server.rest_app, {name: model})
+
+    async def consumer(stop: asyncio.Event) -> None:
+        # Started while the model loads: the Kafka/S3 clients are built and the group joined (tansu takes
+        # half the session timeout to admit a member) in that time, so an event that woke the replica is
+        # processed as soon as the model is ready. Events fetched earlier wait in the in-process invoker.
+        built = await processor.get()
+        from events.worker import consume
+
+        await consume(name, built, event_settings, stop)
+
+    async def source_watch(stop: asyncio.Event) -> None:
+        skip = frozenset(g.strip() for g in settings.watch_skip_gates.split(",") if g.strip())
+        root = watch.package_dir(name)
+        await watch.watch(model.lifecycle, root, settings.model_version, skip, settings.watch_interval_s, stop)
+
+    serve = server.serve(
+        {name: lambda: artifact_resolver(model, settings)},
+        after_ready=source_watch if settings.watch else None,
+        on_ready=resume_gc,
+        during_startup=consumer if consume_events else None,
+    )
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(serve)
+    return uvloop.run(serve)

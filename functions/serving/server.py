@@ -1,0 +1,298 @@
+"""One predictor replica: KServe's v2 REST and gRPC data plane on a host we choose, loading in the background.
+
+KServe's ``ModelServer`` binds 0.0.0.0 and only starts listening once the model is loaded. We compose the
+same parts (``DataPlane``, the v2 routes, the gRPC servicer) ourselves so that the replica binds 127.0.0.1 by
+default, answers liveness at once, and reports ready only after artifacts are loaded and warm-up has run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import warnings
+from collections.abc import Awaitable, Callable, Generator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import FastAPIDeprecationWarning
+from fastapi.responses import ORJSONResponse
+from grpc import aio
+from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
+from kserve.errors import ModelNotFound, ModelNotReady
+from kserve.model import BaseKServeModel
+from kserve.model_repository import ModelRepository
+from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+from kserve.protocol.grpc.servicer import InferenceServicer
+from kserve.protocol.infer_type import InferRequest
+from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+from kserve.protocol.rest.v2_datamodels import InferenceRequest
+from kserve.protocol.rest.v2_endpoints import register_v2_endpoints
+from prometheus_client import CollectorRegistry, exposition
+from pydantic import ValidationError
+
+from core.errors import InvalidInputError
+from functions.serving.rest import V2InferRoute
+from functions.serving.runtime import FunctionModel
+from functions.serving.startup import StartupTimeline
+from functions.serving.transport_errors import GrpcErrorInterceptor, install_http_handlers
+
+log = logging.getLogger(__name__)
+GRPC_MAX_MESSAGE = 64 * 1024 * 1024
+MAX_STARTUP_WAIT_S = 600.0
+
+
+class ReplicaDataPlane(DataPlane):  # type: ignore[misc]
+    """KServe's data plane, except that readiness means every model is loaded and nothing loads lazily."""
+
+    async def ready(self) -> bool:
+        models = self.model_registry.get_models().values()
+        return bool(models) and all(m.ready for m in models)
+
+    def decode_inference_request(self, body: Any, headers: dict[str, str], model_name: str) -> InferRequest:
+        # A JSON body sent without a JSON content type (curl -d) arrives as bytes; read it as JSON rather
+        # than insisting on the binary extension's header.
+        if isinstance(body, bytes) and INFERENCE_CONTENT_LENGTH_HEADER not in headers:
+            try:
+                body = InferenceRequest.model_validate_json(body)
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5]
+                )
+                raise InvalidInputError(f"request body is not a valid v2 inference request: {problems}") from exc
+        return super().decode_inference_request(body, headers, model_name)
+
+    async def get_model(self, name: str) -> BaseKServeModel:
+        model = self.model_registry.get_model(name)
+        if model is None:
+            raise ModelNotFound(name)
+        if not model.ready:
+            raise ModelNotReady(name, "It is still loading.")
+        return model
+
+
+def build_app(dataplane: DataPlane, registry: CollectorRegistry, startup: StartupTimeline) -> FastAPI:
+    """The REST application: v2 routes, /metrics, /wakeserve/startup and the error translation."""
+    # KServe's v2 routes build their responses with orjson, as plain KServe does; FastAPI 0.16x flags it.
+    warnings.filterwarnings("ignore", category=FastAPIDeprecationWarning)
+    app = FastAPI(title="wakeserve predictor", docs_url=None, redoc_url=None, default_response_class=ORJSONResponse)
+
+    async def metrics(request: Request) -> Response:
+        encoder, content_type = exposition.choose_encoder(request.headers.get("accept", ""))
+        return Response(content=encoder(registry), headers={"content-type": content_type})
+
+    async def startup_phases(wait: float = 0.0) -> dict[str, Any]:
+        # A starting replica's caller can wait here with one request instead of polling readiness, which
+        # takes the GIL from the loading thread on every poll.
+        if wait > 0:
+            await startup.wait_ready(min(wait, MAX_STARTUP_WAIT_S))
+        return startup.report()
+
+    app.add_api_route("/metrics", metrics, methods=["GET"])
+    app.add_api_route("/wakeserve/startup", startup_phases, methods=["GET"])
+    app.add_api_route("/", dataplane.live, methods=["GET"])
+    register_v2_endpoints(app, dataplane, ModelRepositoryExtension(model_registry=dataplane.model_registry))
+    install_http_handlers(app)
+    return app
+
+
+class _Server(uvicorn.Server):
+    """Uvicorn that exits cleanly on SIGTERM/SIGINT (not re-raising the signal) and marks ``listening``."""
+
+    def __init__(self, config: uvicorn.Config, startup: StartupTimeline) -> None:
+        super().__init__(config)
+        self.startup_timeline = startup
+        self.listening = asyncio.Event()
+
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.startup_timeline.mark("listening")
+            self.listening.set()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        loop = asyncio.get_event_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+
+def _grpc_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class PredictorServer:
+    """REST + gRPC servers for a set of models on one host; models load after the sockets are open."""
+
+    def __init__(
+        self,
+        models: list[FunctionModel],
+        registry: CollectorRegistry,
+        *,
+        host: str,
+        http_port: int,
+        grpc_port: int,
+        grace_period_s: float = 30.0,
+        max_body_bytes: int = 64 * 1024 * 1024,
+        startup: StartupTimeline | None = None,
+    ) -> None:
+        self.models = models
+        self.startup = startup or StartupTimeline()
+        repository = ModelRepository()
+        for model in models:
+            repository.update(model)
+        self.dataplane = ReplicaDataPlane(model_registry=repository)
+        self.rest_app = build_app(self.dataplane, registry, self.startup)
+        self.app = V2InferRoute(self.rest_app, self.dataplane, max_body_bytes)
+        self.host, self.http_port, self.grpc_port = host, http_port, grpc_port
+        self.grace_period_s = grace_period_s
+        self.exit_code = 0
+        config = uvicorn.Config(
+            self.app,
+            host=host,
+            port=http_port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=int(grace_period_s),
+            timeout_keep_alive=65,
+            ws="none",  # the v2 protocol has no websockets; "auto" would import a websocket stack at start
+        )
+        self.http = _Server(config, self.startup)
+        self.grpc: aio.Server | None = None
+
+    async def _start_grpc(self) -> None:
+        if not self.grpc_port:
+            return
+        self.grpc = aio.server(
+            interceptors=(GrpcErrorInterceptor(),),
+            options=[
+                ("grpc.max_send_message_length", GRPC_MAX_MESSAGE),
+                ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE),
+            ],
+        )
+        servicer = InferenceServicer(self.dataplane, ModelRepositoryExtension(self.dataplane.model_registry))
+        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self.grpc)
+        self.grpc.add_insecure_port(_grpc_address(self.host, self.grpc_port))
+        await self.grpc.start()
+
+    def _load_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("loading failed, stopping the replica: %s", exc, exc_info=exc)
+            self.exit_code = 1
+            self.http.should_exit = True
+            return
+        for model in self.models:
+            example = " ".join(f"{s.name} {s.datatype}{list(s.shape)}" for s in model.function.inputs)
+            log.info(
+                "ready: POST http://%s:%d/v2/models/%s/infer with a v2 request (inputs: %s); "
+                "metadata at GET /v2/models/%s",
+                self.host,
+                self.http_port,
+                model.name,
+                example,
+                model.name,
+            )
+
+    async def _when_ready(
+        self,
+        loads: list[asyncio.Task[None]],
+        worker: Callable[[asyncio.Event], Awaitable[None]] | None,
+        stop: asyncio.Event,
+        on_ready: Callable[[], object] | None,
+    ) -> None:
+        """Once every model is loaded and the HTTP socket is open: log the startup phases, run ``worker``."""
+        await asyncio.gather(*loads)
+        await self.http.listening.wait()
+        await self._warm_routes()
+        self.startup.mark("ready")
+        if on_ready is not None:
+            on_ready()
+        self.startup.log_ready()
+        if worker is None:
+            return
+        self._worker_started = True
+        await self._run_worker(worker, stop)
+
+    async def _warm_routes(self) -> dict[str, int]:
+        """One in-process GET of each read-only route before the replica reports ready; their statuses.
+
+        A route's first call through the FastAPI stack costs several milliseconds of one-time work on the
+        event loop; paid during a rollout (the first control call) it delayed the requests behind it.
+        """
+        paths = ["/v2/health/ready", "/metrics"]
+        for model in self.models:
+            paths += [f"/v2/models/{model.name}", f"/wakeserve/models/{model.name}/slots"]
+            paths += [f"/wakeserve/models/{model.name}/stats"]
+        statuses: dict[str, int] = {}
+        transport = httpx.ASGITransport(app=self.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://replica.local") as client:
+            for path in paths:
+                try:
+                    statuses[path] = (await client.get(path)).status_code
+                except Exception as exc:  # noqa: BLE001 - warming is best effort
+                    log.debug("warming %s failed: %s", path, exc)
+        return statuses
+
+    async def _run_worker(self, worker: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event) -> None:
+        try:
+            await worker(stop)
+        except Exception as exc:
+            log.error("background worker failed, stopping the replica: %s", exc, exc_info=exc)
+            self.exit_code = 1
+            self.http.should_exit = True
+
+    async def serve(
+        self,
+        resolvers: dict[str, Callable[[], Path | None]],
+        after_ready: Callable[[asyncio.Event], Awaitable[None]] | None = None,
+        on_ready: Callable[[], object] | None = None,
+        during_startup: Callable[[asyncio.Event], Awaitable[None]] | None = None,
+    ) -> int:
+        """Run until SIGTERM/SIGINT; returns the process exit code (1 when loading or a worker failed).
+
+        ``on_ready`` is called once when every model is ready and the HTTP socket is open. ``after_ready``
+        (the event consumer) starts then and is asked to stop, and awaited, before the models are released.
+        ``during_startup`` is the same kind of worker started at once, while the models load.
+        """
+        await self._start_grpc()
+        loop = asyncio.get_running_loop()
+        loads = []
+        for model in self.models:
+            task = loop.create_task(model.load_async(resolvers[model.name], self.startup.mark))
+            task.add_done_callback(self._load_done)
+            loads.append(task)
+        stop = asyncio.Event()
+        self._worker_started = False
+        when_ready = loop.create_task(self._when_ready(loads, after_ready, stop, on_ready))
+        early = None if during_startup is None else loop.create_task(self._run_worker(during_startup, stop))
+        log.info("serving on http://%s:%d (gRPC %s)", self.host, self.http_port, self.grpc_port or "off")
+        try:
+            await self.http.serve()
+        finally:
+            stop.set()
+            for task in loads:
+                if not task.done():
+                    task.cancel()
+            if not self._worker_started:
+                when_ready.cancel()
+            await asyncio.gather(when_ready, *([early] if early else []), return_exceptions=True)
+            if self.grpc is not None:
+                await self.grpc.stop(grace=self.grace_period_s)
+            for model in self.models:
+                await model.close()
+        if not self.http.started and self.exit_code == 0:
+            self.exit_code = 1
+        return self.exit_code

@@ -1,0 +1,94 @@
+"""The one place where errors become HTTP responses and gRPC statuses.
+
+KServe's data plane raises its own exception types (unknown model, not ready, invalid input); they are folded
+into :class:`core.errors.WakeserveError` here so both transports speak the same codes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, NoReturn
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from grpc_interceptor import AsyncExceptionToStatusInterceptor
+from kserve import errors as kserve_errors
+
+from core.errors import (
+    InvalidInputError,
+    ModelError,
+    NotReadyError,
+    UnknownModelError,
+    WakeserveError,
+)
+
+log = logging.getLogger(__name__)
+
+_GRPC_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    404: grpc.StatusCode.NOT_FOUND,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    501: grpc.StatusCode.UNIMPLEMENTED,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    problems = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        problems.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")
+    return "request body is not a valid v2 inference request: " + "; ".join(problems)
+
+
+def as_wakeserve_error(exc: BaseException) -> WakeserveError:
+    """Map any exception reaching a transport onto the error root."""
+    if isinstance(exc, WakeserveError):
+        return exc
+    if isinstance(exc, RequestValidationError):
+        return InvalidInputError(_validation_message(exc))
+    if isinstance(exc, kserve_errors.ModelNotFound):
+        return UnknownModelError(str(exc))
+    if isinstance(exc, kserve_errors.InvalidInput):
+        return InvalidInputError(str(exc))
+    if isinstance(exc, kserve_errors.ModelNotReady | kserve_errors.ServerNotReady):
+        return NotReadyError(str(exc))
+    if isinstance(exc, NotImplementedError):
+        err = WakeserveError(str(exc) or "not implemented")
+        err.status, err.code = 501, "not_implemented"
+        return err
+    log.exception("unexpected error", exc_info=exc)
+    return ModelError(f"{type(exc).__name__}: {exc}")
+
+
+async def _http_handler(_: Request, exc: Exception) -> JSONResponse:
+    err = as_wakeserve_error(exc)
+    headers = {"Retry-After": "1"} if err.retryable else None
+    return JSONResponse(err.to_json(), status_code=err.status, headers=headers)
+
+
+def install_http_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(Exception, _http_handler)
+    for exc_type in (
+        WakeserveError,
+        RequestValidationError,
+        kserve_errors.ModelNotFound,
+        kserve_errors.InvalidInput,
+        kserve_errors.ModelNotReady,
+        kserve_errors.ServerNotReady,
+        NotImplementedError,
+    ):
+        app.add_exception_handler(exc_type, _http_handler)
+
+
+class GrpcErrorInterceptor(AsyncExceptionToStatusInterceptor):
+    """gRPC counterpart of :func:`install_http_handlers`."""
+
+    async def handle_exception(
+        self, ex: Exception, request_or_iterator: Any, context: grpc.ServicerContext, method_name: str
+    ) -> NoReturn:
+        err = as_wakeserve_error(ex)
+        await context.abort(_GRPC_CODES.get(err.status, grpc.StatusCode.INTERNAL), err.message)
+        raise AssertionError("context.abort raises")

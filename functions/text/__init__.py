@@ -1,0 +1,1 @@
+"""Building blocks of the text functions: the sentence encoder and BYTES text tensors."""
