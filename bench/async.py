@@ -1,4 +1,4 @@
-"""Asynchronous path benchmark (issue B). One run measures, against the real tansu broker and moto's S3 server:
+"""Asynchronous path benchmark. One run measures, against the real tansu broker and moto's S3 server:
 
 1. the broker's own ceiling: N messages produced and consumed concurrently with the same client (kafka-python)
    the benchmark uses to post events and read results, and the same sizes as the request events; and, for

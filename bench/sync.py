@@ -1,4 +1,4 @@
-"""Synchronous serving benchmark (issue A). One run measures, on this machine:
+"""Synchronous serving benchmark. One run measures, on this machine:
 
 1. the embedder's raw in-process throughput at batch 1 and batch 32 (no server);
 2. served embedder throughput and p50/p99 latency at concurrency 1, 8 and 32, batching off and on;

@@ -1,6 +1,6 @@
 """Start and stop the embedded parts on loopback: child processes tracked by pid, ready by polling.
 
-``wakeserve up`` and the test fixtures both start the embedded S3 server (moto) and, from issue B on, the
+``wakeserve up`` and the test fixtures both start the embedded S3 server (moto) and the
 Kafka-protocol broker (tansu) through this module.
 """
 

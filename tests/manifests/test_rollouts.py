@@ -1,4 +1,4 @@
-"""The cluster side of issue E: a KServe canary on the knative topology, and watch mode in the skaffold loop."""
+"""Rollouts on the cluster: a KServe canary on the knative topology, and watch mode in the skaffold loop."""
 
 from __future__ import annotations
 
