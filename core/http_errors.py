@@ -36,7 +36,7 @@ def error_body(err: WakeserveError) -> bytes:
 def error_response(err: WakeserveError) -> Response:
     """A Starlette response for ``err``."""
     response = Response(error_body(err), status_code=err.status)
-    response.raw_headers = [*error_headers(err), *response.raw_headers[1:]]  # keep content-length, replace type
+    response.raw_headers = [*error_headers(err), *(h for h in response.raw_headers if h[0] != b"content-type")]
     return response
 
 

@@ -1,7 +1,11 @@
 """CloudEvents 1.0 in the Kafka and HTTP protocol bindings: binary, structured and batched modes.
 
 A small codec of our own so that every decoding failure becomes an :class:`InvalidEventError` naming the
-problem, and so that no binding quirk (such as requiring ``time``) leaks into the contract.
+problem, and so that no binding quirk (such as requiring ``time``) leaks into the contract. It reads what the
+CloudEvents Python SDK (1.x) writes, whose encoding of "no data" and of Kafka structured mode departs from the
+bindings in three ways (docs/events.md, "Producers"): a JSON ``null`` body or ``"data": null`` is no data; a
+record without ``ce_`` headers whose value is a JSON object with ``specversion`` is structured, whatever its
+``content-type``; the record key stands in for a missing ``partitionkey``.
 """
 
 from __future__ import annotations
@@ -89,7 +93,7 @@ def from_structured(doc: Any) -> CloudEvent:
             data = base64.b64decode(doc["data_base64"], validate=True)
         except (ValueError, TypeError) as exc:
             raise InvalidEventError(f"data_base64 is not valid base64: {exc}") from exc
-    elif "data" in doc:
+    elif doc.get("data") is not None:
         value = doc["data"]
         if isinstance(value, str) and not attributes.get("datacontenttype", "application/json").endswith("json"):
             data = value.encode()
@@ -106,8 +110,34 @@ def _parse_json(body: bytes, what: str) -> Any:
         raise InvalidEventError(f"{what} is not valid JSON: {exc}") from exc
 
 
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";")[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def _binary_data(body: bytes | None, content_type: str | None) -> bytes | None:
+    """The data of a binary-mode message: none for an empty body, or for a JSON ``null`` (the SDK's "no data")."""
+    if not body:
+        return None
+    if (content_type is None or _is_json(content_type)) and body.strip() == b"null":
+        return None
+    return body
+
+
+def json_object(value: bytes | None) -> dict[str, Any] | None:
+    """``value`` parsed, when it is a JSON object; None for anything else (no exception)."""
+    if not value or value.lstrip()[:1] != b"{":
+        return None
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
 def from_kafka(headers: Iterable[tuple[str, bytes | None]], key: bytes | None, value: bytes | None) -> CloudEvent:
-    """Binary mode (``ce_*`` headers) or structured mode (``content-type: application/cloudevents+json``)."""
+    """Binary mode (``ce_*`` headers) or structured mode (``content-type: application/cloudevents+json``, or a
+    record without ``ce_`` headers whose value is a CloudEvent JSON object)."""
     pairs = [(k.lower(), v or b"") for k, v in headers]
     content_type = next((v.decode("latin-1") for k, v in pairs if k == "content-type"), None)
     if content_type and content_type.split(";")[0].strip() == STRUCTURED:
@@ -117,12 +147,15 @@ def from_kafka(headers: Iterable[tuple[str, bytes | None]], key: bytes | None, v
             attributes = {k[3:]: v.decode("utf-8") for k, v in pairs if k.startswith("ce_")}
         except UnicodeDecodeError as exc:
             raise InvalidEventError("a ce_ header is not UTF-8") from exc
-        if not attributes:
+        if attributes:
+            if content_type:
+                attributes["datacontenttype"] = content_type
+            _check(attributes)
+            event = CloudEvent(attributes, _binary_data(value, content_type))
+        elif (doc := json_object(value)) is not None and "specversion" in doc:
+            event = from_structured(doc)
+        else:
             raise InvalidEventError("record has no ce_ headers and is not a structured CloudEvent")
-        if content_type:
-            attributes["datacontenttype"] = content_type
-        _check(attributes)
-        event = CloudEvent(attributes, value)
     if key is not None and "partitionkey" not in event.attributes:
         event.attributes["partitionkey"] = key.decode("utf-8", errors="replace")
     return event
@@ -159,7 +192,7 @@ def from_http(headers: Mapping[str, str], body: bytes) -> list[CloudEvent]:
     if content_type:
         attributes["datacontenttype"] = lowered["content-type"]
     _check(attributes)
-    return [CloudEvent(attributes, body or None)]
+    return [CloudEvent(attributes, _binary_data(body, attributes.get("datacontenttype")))]
 
 
 def to_http(event: CloudEvent) -> tuple[dict[str, str], bytes]:

@@ -14,21 +14,17 @@ from collections.abc import Callable, Sequence
 from kafka import KafkaProducer
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from core.errors import PayloadTooLargeError, TransientError, WakeserveError
+from core.http_errors import error_response
+from core.starlette_errors import exception_handlers
 from events import cloudevent, contract
 from events.kafka import send
 from events.settings import EventSettings
 
 log = logging.getLogger(__name__)
-
-
-def error_response(exc: WakeserveError) -> JSONResponse:
-    """The HTTP translation of an error: its status, a JSON reason, Retry-After when a retry may succeed."""
-    headers = {"retry-after": "1"} if exc.retryable else None
-    return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
 
 
 class Ingress:
@@ -65,7 +61,7 @@ class Ingress:
             accepted.append(request)
         return accepted
 
-    async def post(self, request: Request) -> JSONResponse:
+    async def post(self, request: Request) -> Response:
         try:
             body = await request.body()
             if len(body) > self.max_body:
@@ -98,5 +94,6 @@ def build_app(ingress: Ingress) -> Starlette:
         return JSONResponse({"live": True})
 
     return Starlette(
-        routes=[Route("/events", ingress.post, methods=["POST"]), Route("/healthz", health, methods=["GET"])]
+        routes=[Route("/events", ingress.post, methods=["POST"]), Route("/healthz", health, methods=["GET"])],
+        exception_handlers=dict(exception_handlers()),
     )

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from core.errors import ExpiredError, ModelError, UnknownModelError, WakeserveError
 from events import contract
-from events.cloudevent import CloudEvent, from_kafka
+from events.cloudevent import CloudEvent, from_kafka, json_object
 from events.invokers import Invoker
 from events.payloads import PayloadStore
 
@@ -43,13 +43,25 @@ class Outcome:
     error: WakeserveError | None = None
 
 
-def best_effort_event(headers: list[tuple[str, bytes]], key: bytes | None) -> CloudEvent:
-    """What can be read of an undecodable record, so its error event still names the request."""
-    attributes = {}
-    for name, value in headers:
-        if name.startswith("ce_") and name[3:] in ("id", "source", "model", "traceparent", "tracestate"):
-            attributes[name[3:]] = value.decode("utf-8", errors="replace")
-    if key is not None:
+# What an error event copies from the request, so the sender can match it (and trace it).
+_IDENTIFYING = ("id", "source", "model", "partitionkey", "traceparent", "tracestate")
+
+
+def best_effort_event(headers: list[tuple[str, bytes]], key: bytes | None, value: bytes | None = None) -> CloudEvent:
+    """What can be read of an undecodable record (from its ``ce_`` headers, else from a structured JSON body),
+    so its error event still names the request."""
+    attributes: dict[str, str] = {}
+    for name, raw in headers:
+        if name.startswith("ce_") and name[3:] in _IDENTIFYING:
+            attributes[name[3:]] = raw.decode("utf-8", errors="replace")
+    if not attributes and (doc := json_object(value)) is not None:
+        # Numbers count as the codec reads them (as text); anything else cannot name the request.
+        attributes = {
+            name: str(doc[name])
+            for name in _IDENTIFYING
+            if isinstance(doc.get(name), str | int | float) and not isinstance(doc[name], bool)
+        }
+    if key is not None and "partitionkey" not in attributes:
         attributes["partitionkey"] = key.decode("utf-8", errors="replace")
     return CloudEvent(attributes)
 
@@ -80,7 +92,7 @@ class EventProcessor:
         try:
             event = from_kafka(headers, key, value)
         except WakeserveError as exc:
-            return Outcome(contract.error_event(best_effort_event(headers, key), self.source, exc), exc)
+            return Outcome(contract.error_event(best_effort_event(headers, key, value), self.source, exc), exc)
         return await self.process(event)
 
     async def process(self, event: CloudEvent) -> Outcome:

@@ -19,8 +19,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from core.errors import InvalidInputError, PayloadTooLargeError, TransientError, UnknownModelError, WakeserveError
-from events.ingress import Ingress, error_response
+from core.errors import (
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+    TransientError,
+    UnauthorizedError,
+    UnknownModelError,
+)
+from core.http_errors import send_error
+from core.starlette_errors import exception_handlers
+from events.ingress import Ingress
 from wakeserve.activator import Activator
 from wakeserve.rollout import RolloutController, RolloutRequest
 
@@ -47,23 +56,14 @@ class BearerAuth:
         if hmac.compare_digest(supplied, self.expected):
             await self.app(scope, receive, send)
             return
-        body = json.dumps({"error": "missing or wrong bearer token", "code": "unauthorized"}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b'Bearer realm="wakeserve"'),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, UnauthorizedError("missing or wrong bearer token"))
 
 
 class Gateway:
-    """Forwards v2 calls to replicas chosen by the activator and hosts the event ingress."""
+    """Forwards v2 calls to replicas chosen by the activator and hosts the event ingress.
+
+    Routes raise :class:`core.errors.WakeserveError`; the app's exception handlers answer it.
+    """
 
     def __init__(
         self,
@@ -98,32 +98,29 @@ class Gateway:
 
     async def model(self, request: Request) -> Response:
         function = request.path_params["name"]
-        try:
-            body = await self._body(request)
-            headers = {k: v for k, v in request.headers.items() if k not in _DROP_REQUEST}
-            path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            # Inference is a pure function of its input, so a request that died with its replica is resent.
-            for attempt in range(1, self.attempts + 1):
-                async with self.activator.replica(function) as replica:
-                    try:
-                        upstream = await self.client.request(
-                            request.method, replica.url + path, content=body, headers=headers
-                        )
-                    except httpx.TransportError as exc:
-                        log.warning("%s-%d: %s (attempt %d)", function, replica.index, exc, attempt)
-                        self.activator.pools[function].report_failure(replica)
-                        if attempt == self.attempts:
-                            raise TransientError(f"replicas of {function!r} failed: {type(exc).__name__}") from exc
-                        continue
-                kept = {k: v for k, v in upstream.headers.items() if k not in _DROP_RESPONSE}
-                return Response(upstream.content, status_code=upstream.status_code, headers=kept)
-        except WakeserveError as exc:
-            return error_response(exc)
+        body = await self._body(request)
+        headers = {k: v for k, v in request.headers.items() if k not in _DROP_REQUEST}
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        # Inference is a pure function of its input, so a request that died with its replica is resent.
+        for attempt in range(1, self.attempts + 1):
+            async with self.activator.replica(function) as replica:
+                try:
+                    upstream = await self.client.request(
+                        request.method, replica.url + path, content=body, headers=headers
+                    )
+                except httpx.TransportError as exc:
+                    log.warning("%s-%d: %s (attempt %d)", function, replica.index, exc, attempt)
+                    self.activator.pools[function].report_failure(replica)
+                    if attempt == self.attempts:
+                        raise TransientError(f"replicas of {function!r} failed: {type(exc).__name__}") from exc
+                    continue
+            kept = {k: v for k, v in upstream.headers.items() if k not in _DROP_RESPONSE}
+            return Response(upstream.content, status_code=upstream.status_code, headers=kept)
         raise AssertionError("unreachable")
 
     async def events(self, request: Request) -> Response:
         if self.ingress is None:
-            return JSONResponse({"error": "this gateway has no event ingress"}, status_code=404)
+            raise NotFoundError("this gateway has no event ingress")
         return await self.ingress.post(request)
 
     async def health(self, _: Request) -> JSONResponse:
@@ -142,42 +139,33 @@ class Gateway:
 
     async def rollout(self, request: Request) -> Response:
         """GET: the rollout state and per-version metrics; POST: start a rollout (202)."""
+        controller = self._controller(request)
+        if request.method == "GET":
+            return JSONResponse(controller.describe())
+        body = await request.body()
+        if len(body) > 64 * 1024:
+            raise PayloadTooLargeError("rollout request is over 64 KiB")
         try:
-            controller = self._controller(request)
-            if request.method == "GET":
-                return JSONResponse(controller.describe())
-            body = await request.body()
-            if len(body) > 64 * 1024:
-                raise PayloadTooLargeError("rollout request is over 64 KiB")
-            try:
-                doc = json.loads(body or b"{}")
-            except ValueError as exc:
-                raise InvalidInputError(f"body is not JSON: {exc}") from exc
-            controller.start(RolloutRequest.from_json(doc))
-            return JSONResponse(controller.describe(), status_code=202)
-        except WakeserveError as exc:
-            return error_response(exc)
+            doc = json.loads(body or b"{}")
+        except ValueError as exc:
+            raise InvalidInputError(f"body is not JSON: {exc}") from exc
+        controller.start(RolloutRequest.from_json(doc))
+        return JSONResponse(controller.describe(), status_code=202)
 
     async def rollout_action(self, request: Request) -> Response:
-        try:
-            controller = self._controller(request)
-            action = request.path_params["action"]
-            if action not in ("promote", "abort"):
-                return JSONResponse({"error": f"unknown rollout action {action!r}", "code": "not_found"}, 404)
-            if action == "promote":
-                await controller.promote()
-            else:
-                await controller.abort()
-            return JSONResponse(controller.describe())
-        except WakeserveError as exc:
-            return error_response(exc)
+        controller = self._controller(request)
+        action = request.path_params["action"]
+        if action not in ("promote", "abort"):
+            raise NotFoundError(f"unknown rollout action {action!r}; use promote or abort")
+        if action == "promote":
+            await controller.promote()
+        else:
+            await controller.abort()
+        return JSONResponse(controller.describe())
 
     async def slots(self, request: Request) -> Response:
         """Both slots of every ready replica, read from the replicas' control API."""
-        try:
-            controller = self._controller(request)
-        except WakeserveError as exc:
-            return error_response(exc)
+        controller = self._controller(request)
         function = controller.pool.function
         replicas = []
         for replica in controller.pool.ready():
@@ -203,6 +191,7 @@ class Gateway:
                 Route("/wakeserve/functions/{name}/rollout", self.rollout, methods=methods),
                 Route("/wakeserve/functions/{name}/rollout/{action:str}", self.rollout_action, methods=["POST"]),
                 Route("/wakeserve/functions/{name}/slots", self.slots, methods=["GET"]),
-            ]
+            ],
+            exception_handlers=dict(exception_handlers()),
         )
         return BearerAuth(app, token) if token else app

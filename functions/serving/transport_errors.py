@@ -1,7 +1,8 @@
-"""The one place where errors become HTTP responses and gRPC statuses.
+"""The predictor's error handlers: HTTP through :mod:`core.http_errors`, gRPC through a status interceptor.
 
-KServe's data plane raises its own exception types (unknown model, not ready, invalid input); they are folded
-into :class:`core.errors.WakeserveError` here so both transports speak the same codes.
+KServe's data plane raises its own exception types (unknown model, not ready, invalid input), FastAPI its
+validation errors and Starlette its route refusals; :func:`as_wakeserve_error` folds them all into
+:class:`core.errors.WakeserveError` so both transports speak the same codes.
 """
 
 from __future__ import annotations
@@ -12,17 +13,21 @@ from typing import Any, NoReturn
 import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from grpc_interceptor import AsyncExceptionToStatusInterceptor
 from kserve import errors as kserve_errors
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
 
 from core.errors import (
     InvalidInputError,
     ModelError,
+    NotImplementedFeatureError,
     NotReadyError,
     UnknownModelError,
     WakeserveError,
 )
+from core.http_errors import error_response
+from core.starlette_errors import from_http_exception
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +61,15 @@ def as_wakeserve_error(exc: BaseException) -> WakeserveError:
     if isinstance(exc, kserve_errors.ModelNotReady | kserve_errors.ServerNotReady):
         return NotReadyError(str(exc))
     if isinstance(exc, NotImplementedError):
-        err = WakeserveError(str(exc) or "not implemented")
-        err.status, err.code = 501, "not_implemented"
-        return err
+        return NotImplementedFeatureError(str(exc) or "not implemented")
+    if isinstance(exc, HTTPException):
+        return from_http_exception(exc)
     log.exception("unexpected error", exc_info=exc)
     return ModelError(f"{type(exc).__name__}: {exc}")
 
 
-async def _http_handler(_: Request, exc: Exception) -> JSONResponse:
-    err = as_wakeserve_error(exc)
-    headers = {"Retry-After": "1"} if err.retryable else None
-    return JSONResponse(err.to_json(), status_code=err.status, headers=headers)
+async def _http_handler(_: Request, exc: Exception) -> Response:
+    return error_response(as_wakeserve_error(exc))
 
 
 def install_http_handlers(app: FastAPI) -> None:
@@ -79,6 +82,7 @@ def install_http_handlers(app: FastAPI) -> None:
         kserve_errors.ModelNotReady,
         kserve_errors.ServerNotReady,
         NotImplementedError,
+        HTTPException,
     ):
         app.add_exception_handler(exc_type, _http_handler)
 

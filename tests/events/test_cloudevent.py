@@ -109,3 +109,95 @@ def test_http_binary_round_trip():
     assert headers["content-type"] == "application/json" and headers["ce-requestid"] == "9"
     assert cloudevent.from_http(headers, body) == [event]
     assert cloudevent.to_structured(event)["data"] == {"a": 1}
+
+
+JSON_CT = ("content-type", b"application/json")
+
+
+@pytest.mark.parametrize(
+    ("headers", "key", "value", "attributes", "data"),
+    [
+        pytest.param(
+            [*kafka_headers(**BASE), JSON_CT],
+            None,
+            b"null",
+            {**BASE, "datacontenttype": "application/json"},
+            None,
+            id="binary-json-null-is-no-data",
+        ),
+        pytest.param(kafka_headers(**BASE), None, b" null\n", BASE, None, id="binary-null-without-content-type"),
+        pytest.param(
+            [*kafka_headers(**BASE), ("content-type", b"text/plain")],
+            None,
+            b"null",
+            {**BASE, "datacontenttype": "text/plain"},
+            b"null",
+            id="binary-text-null-is-text",
+        ),
+        pytest.param(kafka_headers(**BASE), None, b"", BASE, None, id="binary-empty-is-no-data"),
+        pytest.param(
+            [JSON_CT],
+            b"k",
+            orjson.dumps({**BASE, "datacontenttype": "application/json", "data": None}),
+            {**BASE, "datacontenttype": "application/json", "partitionkey": "k"},
+            None,
+            id="structured-by-body-data-null",
+        ),
+        pytest.param(
+            [],
+            None,
+            orjson.dumps({**BASE, "data": {"a": 1}}),
+            {**BASE, "datacontenttype": "application/json"},
+            b'{"a":1}',
+            id="structured-by-body-without-headers",
+        ),
+        pytest.param(
+            [("content-type", b"application/cloudevents+json")],
+            None,
+            orjson.dumps({**BASE, "data": None}),
+            BASE,
+            None,
+            id="structured-data-null",
+        ),
+        pytest.param(
+            [JSON_CT],
+            b"key",
+            orjson.dumps({**BASE, "partitionkey": "body"}),
+            {**BASE, "partitionkey": "body"},
+            None,
+            id="partitionkey-attribute-wins-over-key",
+        ),
+        pytest.param(
+            [*kafka_headers(**BASE), ("ce_partitionkey", b"header")],
+            b"key",
+            b"x",
+            {**BASE, "partitionkey": "header"},
+            b"x",
+            id="partitionkey-header-wins-over-key",
+        ),
+    ],
+)
+def test_from_kafka_reads_what_the_sdk_writes(headers, key, value, attributes, data):
+    event = cloudevent.from_kafka(headers, key, value)
+    assert (event.attributes, event.data) == (attributes, data)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"{}", orjson.dumps({"id": "1", "source": "/s"}), b"[1]", b'"text"', b"{nope"],
+    ids=["empty-object", "object-without-specversion", "array", "string", "not-json"],
+)
+def test_a_record_without_ce_headers_is_structured_only_with_specversion(value):
+    with pytest.raises(InvalidEventError, match="no ce_ headers and is not a structured CloudEvent"):
+        cloudevent.from_kafka([JSON_CT], None, value)
+
+
+@pytest.mark.parametrize(
+    ("body", "data"),
+    [(b"null", None), (b"", None), (b'{"a": 1}', b'{"a": 1}')],
+    ids=["null", "empty", "json"],
+)
+def test_from_http_binary_json_null_is_no_data(body, data):
+    headers = {"content-type": "application/json", **{f"ce-{k}": v for k, v in BASE.items()}}
+    (event,) = cloudevent.from_http(headers, body)
+    assert event.data == data

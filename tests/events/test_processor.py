@@ -107,3 +107,56 @@ def test_undecodable_record_still_gets_an_error_reply_naming_it():
     outcome = asyncio.run(processor(ScriptedInvoker([])).process_record([("ce_id", b"abc")], b"key", b"junk"))
     assert outcome.error is not None and outcome.error.code == "invalid_event"
     assert outcome.reply.get("requestid") == "abc" and outcome.reply.get("partitionkey") == "key"
+
+
+STRUCTURED = [("content-type", b"application/cloudevents+json")]
+
+
+@pytest.mark.parametrize(
+    ("headers", "key", "value", "requestid", "partitionkey", "says"),
+    [
+        pytest.param(
+            [("ce_id", b"abc"), ("ce_specversion", b"0.3")], None, b"{}", "abc", None, "missing required", id="binary"
+        ),
+        pytest.param(
+            STRUCTURED,
+            b"k",
+            orjson.dumps({"specversion": "1.0", "id": "s1", "type": "t"}),
+            "s1",
+            "k",
+            "missing required attribute(s): source",
+            id="structured-missing-source",
+        ),
+        pytest.param(
+            [("content-type", b"application/json")],
+            None,
+            orjson.dumps({"id": "s2", "source": "/s", "partitionkey": "p"}),
+            "s2",
+            "p",
+            "no ce_ headers",
+            id="json-object-without-specversion",
+        ),
+        pytest.param(
+            STRUCTURED,
+            None,
+            orjson.dumps({"specversion": "1.0", "id": 7, "source": "/s", "type": "t", "x": [1]}),
+            "7",
+            None,
+            "attribute values",
+            id="numeric-id",
+        ),
+        pytest.param(STRUCTURED, b"k", b"{nope", "", "k", "not valid JSON", id="unreadable"),
+    ],
+)
+def test_an_invalid_record_gets_an_error_event_with_the_id_it_gives(headers, key, value, requestid, partitionkey, says):
+    outcome = asyncio.run(processor(ScriptedInvoker([])).process_record(headers, key, value))
+    assert outcome.error is not None and outcome.error.code == "invalid_event" and says in outcome.error.message
+    assert outcome.reply.type == contract.ERROR_TYPE
+    assert (outcome.reply.get("requestid"), outcome.reply.get("partitionkey")) == (requestid, partitionkey)
+
+
+def test_a_valid_event_that_breaks_the_contract_is_answered_with_its_id():
+    headers = [(f"ce_{k}", v.encode()) for k, v in request().attributes.items()] + [("ce_dataref", b"s3://b/k")]
+    outcome = asyncio.run(processor(ScriptedInvoker([])).process_record(headers, None, b"{}"))
+    assert outcome.error is not None and "either inline data or a dataref" in outcome.error.message
+    assert outcome.reply.get("requestid") == "r"
