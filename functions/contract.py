@@ -1,4 +1,8 @@
-"""What a function is: declared tensors, artifact loading, and pure batched inference."""
+"""What a function is: declared tensors, artifact loading, and pure batched inference.
+
+A new function is one subclass of :class:`Function` in its own package; ``docs/functions.md`` walks through
+adding one (contract, registration, golden file, manifests, running it).
+"""
 
 from __future__ import annotations
 
@@ -38,12 +42,21 @@ class BatchingDefaults:
     max_queue: int = 256
 
 
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a version's outputs may stray from the golden ones: ``|a - e| <= atol + rtol * |e|``."""
+
+    atol: float = 0.0
+    rtol: float = 0.0
+
+
 class Function(ABC):
     """A model as wakeserve serves it: load artifacts, then tensors in and tensors out.
 
     ``infer`` receives every declared input with the batch dimension first and returns every declared output
     with the same batch size. It runs on a worker thread, never on the event loop. ``check`` runs on the
     event loop before a request joins a batch, so per-request problems are answered alone with a 400.
+    A subclass is constructed without arguments; ``load`` does the expensive work.
     """
 
     name: str
@@ -51,6 +64,8 @@ class Function(ABC):
     outputs: tuple[TensorSpec, ...]
     batching: BatchingDefaults = BatchingDefaults()
     version: str = "1"
+    # Exact by default: a function whose outputs move with threads or CPUs widens it.
+    golden_tolerance: Tolerance = Tolerance()
 
     @abstractmethod
     def load(self, artifacts: Path | None) -> None:
@@ -66,3 +81,7 @@ class Function(ABC):
 
     def check(self, inputs: Tensors) -> None:  # noqa: B027 - optional hook
         """Reject a request whose tensors are well-formed but whose values the model cannot take."""
+
+    def golden_inputs(self) -> list[Tensors]:
+        """Batches whose outputs, recorded from the packaged model, every later version must reproduce."""
+        return [self.warmup_inputs()]

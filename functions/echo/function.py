@@ -65,3 +65,7 @@ class Echo(Function):
 
     def warmup_inputs(self) -> Tensors:
         return {"x": np.zeros((1, 4), dtype=np.float32)}
+
+    def golden_inputs(self) -> list[Tensors]:
+        # Zeros (the warm-up batch) would pass a version that scales its output; these values would not.
+        return [{"x": np.array([[1.0, 2.0, 3.0, 4.0], [0.5, -1.0, 0.0, 2.0]], dtype=np.float32)}]
