@@ -6,6 +6,10 @@ replica has the candidate loaded and the current canary share set (replicas star
 up), asks :func:`wakeserve.canary.decide` what to do, and does it on every replica. A replica whose active
 version is neither the stable nor the candidate one (it missed a promotion) is drained and replaced, so
 no replica serves a version the controller no longer knows.
+
+When a step does not get the candidate requests it needs (no traffic, or too little for a small share), the
+controller asks the replicas to probe both versions with the function's golden inputs (see
+:func:`wakeserve.canary.probe_rounds`), so every step still gets evidence and the rollout ends in bounded time.
 """
 
 from __future__ import annotations
@@ -14,94 +18,26 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from core.errors import ConflictError, InvalidInputError
-from wakeserve.canary import ACTIVE_PHASES, Action, CanaryPolicy, Phase, Window, decide
+from core.errors import ConflictError
+from functions.hotswap.documents import (
+    CanaryRequest,
+    CandidateRequest,
+    ProbeDocument,
+    ProbeRequest,
+    SlotState,
+    StatsDocument,
+)
+from wakeserve.canary import ACTIVE_PHASES, Action, Phase, Window, decide, probe_rounds
 from wakeserve.pool import Replica, ReplicaPool, State
+from wakeserve.rollout_state import Rollout, RolloutRequest
+
+__all__ = ["Rollout", "RolloutController", "RolloutRequest"]
 
 log = logging.getLogger(__name__)
-
-
-_ROLLOUT_FIELDS = frozenset({"model_uri", "version", "skip_gates", "new_contract"})
-_POLICY_FIELDS = frozenset(
-    {"steps", "hold_s", "min_requests", "error_ratio", "error_floor", "latency_ratio", "latency_slack_s"}
-)
-
-
-@dataclass
-class RolloutRequest:
-    model_uri: str | None
-    version: str
-    policy: CanaryPolicy
-    skip_gates: tuple[str, ...] = ()
-    new_contract: bool = False
-
-    @classmethod
-    def from_json(cls, doc: Any) -> RolloutRequest:
-        if not isinstance(doc, dict):
-            raise InvalidInputError("expected a JSON object")
-        unknown = set(doc) - _ROLLOUT_FIELDS - _POLICY_FIELDS
-        if unknown:
-            raise InvalidInputError(f"unknown field(s) {sorted(unknown)}")
-        version = doc.get("version")
-        if not isinstance(version, str) or not version:
-            raise InvalidInputError("'version' (the label the new version's responses carry) is required")
-        uri = doc.get("model_uri")
-        if uri is not None and (not isinstance(uri, str) or not uri):
-            raise InvalidInputError("'model_uri' must be a non-empty string")
-        try:
-            fields: dict[str, Any] = {k: v for k, v in doc.items() if k in _POLICY_FIELDS}
-            if "steps" in fields:
-                fields["steps"] = tuple(float(x) for x in fields["steps"])
-            policy = CanaryPolicy(**fields)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInputError(f"invalid rollout policy: {exc}") from exc
-        skip = doc.get("skip_gates") or []
-        if not isinstance(skip, list) or not all(isinstance(g, str) for g in skip):
-            raise InvalidInputError("skip_gates must be a list of gate names")
-        return cls(uri, version, policy, tuple(skip), bool(doc.get("new_contract", False)))
-
-
-@dataclass
-class Rollout:
-    request: RolloutRequest
-    previous: str | None
-    phase: Phase = Phase.LOADING
-    step: int = 0
-    step_started: float = 0.0
-    started: float = field(default_factory=time.time)
-    reason: str = ""
-    windows: dict[str, Window] = field(default_factory=dict)
-    totals: dict[str, Window] = field(default_factory=dict)
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def percent(self) -> float:
-        return self.request.policy.steps[self.step] if self.phase is Phase.CANARY else 0.0
-
-    def note(self, what: str) -> None:
-        log.info("rollout of %s: %s", self.request.version, what)
-        self.events.append({"at": round(time.time(), 3), "phase": self.phase.value, "event": what})
-        del self.events[:-100]
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "phase": self.phase.value,
-            "candidate": self.request.version,
-            "model_uri": self.request.model_uri,
-            "stable": self.previous,
-            "percent": self.percent,
-            "step": self.step,
-            "steps": list(self.request.policy.steps),
-            "reason": self.reason,
-            "step_metrics": {v: w.summary() for v, w in self.windows.items()},
-            "total_metrics": {v: w.summary() for v, w in self.totals.items()},
-            "events": self.events[-20:],
-        }
 
 
 class RolloutController:
@@ -144,6 +80,11 @@ class RolloutController:
             await self._roll_back(rollout, Phase.ABORTED, "aborted by request")
             return rollout
 
+    @property
+    def needs_replica(self) -> bool:
+        """True while a rollout runs: its steps gather evidence on ready replicas, with user traffic or not."""
+        return self.rollout is not None and self.rollout.phase in ACTIVE_PHASES
+
     def _running(self) -> Rollout:
         if self.rollout is None or self.rollout.phase not in ACTIVE_PHASES:
             raise ConflictError(f"no rollout of {self.pool.function} is running")
@@ -176,8 +117,8 @@ class RolloutController:
         for gone in set(self._cursors) - {r.index for r in replicas}:
             del self._cursors[gone]
         states = await asyncio.gather(*(self._observe(r) for r in replicas), return_exceptions=True)
-        observed = [(r, s) for r, s in zip(replicas, states) if isinstance(s, dict)]
-        versions = [s["active"] for _, s in observed]
+        observed = [(r, s) for r, s in zip(replicas, states) if isinstance(s, StatsDocument)]
+        versions = [s.active for _, s in observed]
         if versions and (self.stable is None or self.follow_replicas):
             self.stable = max(versions, key=versions.count) if self.follow_replicas else versions[0]
         if not self.follow_replicas:
@@ -189,7 +130,7 @@ class RolloutController:
             rollout.previous = self.stable
         await self._converge(rollout, observed, now)
 
-    async def _observe(self, replica: Replica) -> dict[str, Any]:
+    async def _observe(self, replica: Replica) -> StatsDocument:
         after = self._cursors.get(replica.index, -1)
         response = await self.client.get(
             f"{replica.url}/wakeserve/models/{self.pool.function}/stats",
@@ -197,13 +138,13 @@ class RolloutController:
             timeout=5,
         )
         response.raise_for_status()
-        doc: dict[str, Any] = response.json()
-        replica.version, replica.candidate = doc["active"], doc["candidate"]
+        doc = StatsDocument.model_validate(response.json())
+        replica.version, replica.candidate = doc.active, doc.candidate
         if after >= 0 and self.rollout is not None and self.rollout.phase is Phase.CANARY:
-            for _, version, latency, ok in doc["samples"]:
+            for _, version, latency, ok in doc.samples:
                 for table in (self.rollout.windows, self.rollout.totals):
                     table.setdefault(version, Window()).add(latency, ok)
-        self._cursors[replica.index] = doc["last"]
+        self._cursors[replica.index] = doc.last
         return doc
 
     def _known(self) -> set[str | None]:
@@ -212,44 +153,49 @@ class RolloutController:
             known.add(self.rollout.request.version)
         return known
 
-    async def _enforce_versions(self, observed: list[tuple[Replica, dict[str, Any]]]) -> None:
+    async def _enforce_versions(self, observed: list[tuple[Replica, StatsDocument]]) -> None:
         known = self._known()
         for replica, state in observed:
-            if state["active"] not in known and replica.state is State.READY:
+            if state.active not in known and replica.state is State.READY:
                 log.warning(
                     "%s-%d serves %s, which is not a known version (%s); replacing it",
-                    self.pool.function, replica.index, state["active"], ", ".join(sorted(str(k) for k in known)),
+                    self.pool.function, replica.index, state.active, ", ".join(sorted(str(k) for k in known)),
                 )  # fmt: skip
                 await self.pool.replace(replica)
 
-    async def _converge(self, rollout: Rollout, observed: list[tuple[Replica, dict[str, Any]]], now: float) -> None:
+    async def _converge(self, rollout: Rollout, observed: list[tuple[Replica, StatsDocument]], now: float) -> None:
         version = rollout.request.version
-        loaded = 0
+        loaded: list[Replica] = []
         for replica, doc in observed:
-            candidate = doc["candidate_slot"]
-            if doc["active"] == version:
-                loaded += 1  # promoted already (a replica that started after the promotion)
+            candidate = doc.candidate_slot
+            if doc.active == version:
+                loaded.append(replica)  # promoted already (a replica that started after the promotion)
                 continue
-            busy = candidate is not None and candidate["state"] in ("loading", "gating")
-            if candidate is None or (candidate["version"] != version and not busy):
+            if candidate is None or (candidate.version != version and not candidate.state.busy):
                 await self._post(replica, "slots", self._candidate_body(rollout))
                 continue
-            if candidate["state"] == "failed" and candidate["version"] == version:
-                await self._roll_back(rollout, Phase.FAILED, f"replica {replica.index}: {candidate['error']}")
+            if candidate.state is SlotState.FAILED and candidate.version == version:
+                await self._roll_back(rollout, Phase.FAILED, f"replica {replica.index}: {candidate.error}")
                 return
-            if candidate["state"] == "ready" and candidate["version"] == version:
-                loaded += 1
-                if rollout.phase is Phase.CANARY and doc["canary_percent"] != rollout.percent:
-                    await self._post(replica, "slots/canary", {"percent": rollout.percent})
+            if candidate.state is SlotState.READY and candidate.version == version:
+                loaded.append(replica)
+                if rollout.phase is Phase.CANARY and doc.canary_percent != rollout.percent:
+                    await self._post(replica, "slots/canary", CanaryRequest(percent=rollout.percent).model_dump())
         if rollout.phase is Phase.LOADING:
-            if observed and loaded == len(observed):
+            if observed and len(loaded) == len(observed):
                 rollout.phase = Phase.CANARY
                 await self._enter_step(rollout, 0, now, observed)
             return
-        stable = rollout.windows.setdefault(rollout.previous or "", Window())
-        candidate_window = rollout.windows.setdefault(version, Window())
-        verdict = decide(rollout.request.policy, rollout.step, rollout.step_started, now, stable, candidate_window)
+        stable, candidate_window, probes = rollout.evidence()
+        policy = rollout.request.policy
+        rounds = probe_rounds(policy, rollout.step_started, now, candidate_window, probes.candidate)
+        if rounds and not rollout.probe_refused:
+            probing = [r for r, doc in observed if doc.candidate == version and doc.active == rollout.previous]
+            await asyncio.gather(*(self._probe(rollout, r, rounds) for r in probing))
+        verdict = decide(policy, rollout.step, rollout.step_started, now, stable, candidate_window, probes)
         rollout.reason = verdict.reason
+        if verdict.action is not Action.HOLD:
+            rollout.basis = verdict.basis
         if verdict.action is Action.ROLLBACK:
             await self._roll_back(rollout, Phase.ROLLED_BACK, verdict.reason)
         elif verdict.action is Action.ADVANCE:
@@ -257,23 +203,41 @@ class RolloutController:
         elif verdict.action is Action.PROMOTE:
             await self._promote(rollout)
 
+    async def _probe(self, rollout: Rollout, replica: Replica, rounds: int) -> None:
+        """Golden-input calls on both versions of one replica, recorded as synthetic evidence."""
+        url = f"{replica.url}/wakeserve/models/{self.pool.function}/slots/probe"
+        try:
+            response = await self.client.post(url, json=ProbeRequest(rounds=rounds).model_dump(), timeout=30)
+        except httpx.HTTPError as exc:
+            log.warning("%s-%d: probe failed: %s", self.pool.function, replica.index, exc)
+            return
+        if response.status_code >= 400:  # promoted or aborted meanwhile: the next observation sees why
+            return
+        doc = ProbeDocument.model_validate(response.json())
+        if doc.refused and not rollout.probe_refused:
+            rollout.probe_refused = doc.refused
+            rollout.note(f"no synthetic probes: {doc.refused}")
+        for sample in doc.samples:
+            for table in (rollout.synthetic, rollout.synthetic_totals):
+                table.setdefault(sample.version, Window()).add(sample.latency_s, sample.ok)
+
     def _candidate_body(self, rollout: Rollout) -> dict[str, Any]:
-        body: dict[str, Any] = {"version": rollout.request.version, "skip_gates": list(rollout.request.skip_gates)}
-        if rollout.request.model_uri:
-            body["model_uri"] = rollout.request.model_uri
-        if rollout.request.new_contract:
-            body["new_contract"] = True
-        return body
+        request = rollout.request
+        body = CandidateRequest(
+            model_uri=request.model_uri,
+            version=request.version,
+            skip_gates=list(request.skip_gates),
+            new_contract=request.new_contract,
+        )
+        return body.model_dump(mode="json", exclude_none=True)
 
     async def _enter_step(
-        self, rollout: Rollout, step: int, now: float, observed: list[tuple[Replica, dict[str, Any]]]
+        self, rollout: Rollout, step: int, now: float, observed: list[tuple[Replica, StatsDocument]]
     ) -> None:
-        rollout.step, rollout.step_started, rollout.windows = step, now, {}
+        rollout.step, rollout.step_started, rollout.windows, rollout.synthetic = step, now, {}, {}
         rollout.note(f"{rollout.percent:g}% of new requests to {rollout.request.version}")
-        await asyncio.gather(
-            *(self._post(r, "slots/canary", {"percent": rollout.percent}) for r, _ in observed),
-            return_exceptions=True,
-        )
+        body = CanaryRequest(percent=rollout.percent).model_dump()
+        await asyncio.gather(*(self._post(r, "slots/canary", body) for r, _ in observed), return_exceptions=True)
 
     async def _promote(self, rollout: Rollout) -> None:
         version = rollout.request.version

@@ -25,6 +25,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--min-requests", type=int, help="candidate requests a step needs before advancing (default 20)")
     p.add_argument("--error-ratio", type=float, help="roll back above this times the stable error rate (1.5)")
     p.add_argument("--latency-ratio", type=float, help="roll back above this times the stable p99 (1.5)")
+    p.add_argument(
+        "--probe-after",
+        type=float,
+        dest="probe_after_s",
+        help="seconds a step waits for candidate requests before probing with golden inputs (default 10)",
+    )
+    p.add_argument("--probe-rounds", type=int, help="golden calls per version, replica and observation (default 5)")
     p.add_argument("--skip-gate", action="append", dest="skip_gates", help="golden, latency, memory or contract")
     p.add_argument("--new-contract", action="store_true", help="the new version changes inputs or outputs")
     p.add_argument("--wait", action="store_true", help="follow the rollout until it ends; exit 1 unless promoted")
@@ -38,7 +45,15 @@ def _body(args: argparse.Namespace) -> dict[str, Any]:
         body["model_uri"] = args.model_uri
     if args.steps:
         body["steps"] = [float(s) for s in args.steps.split(",")]
-    for key in ("hold_s", "min_requests", "error_ratio", "latency_ratio", "skip_gates"):
+    for key in (
+        "hold_s",
+        "min_requests",
+        "error_ratio",
+        "latency_ratio",
+        "probe_after_s",
+        "probe_rounds",
+        "skip_gates",
+    ):
         if getattr(args, key) is not None:
             body[key] = getattr(args, key)
     if args.new_contract:
@@ -46,21 +61,36 @@ def _body(args: argparse.Namespace) -> dict[str, Any]:
     return body
 
 
+def ms(value: object) -> str:
+    """A duration in milliseconds as printed: a number, or ``-`` when there is none yet."""
+    return f"{value:g} ms" if isinstance(value, int | float) else "-"
+
+
+def _metrics_line(version: str, kind: str, m: dict[str, Any]) -> str:
+    return (
+        f"  {version:<24} {kind:<9} requests {m['requests']:>6}  errors {m['errors']:>4}  "
+        f"p50 {ms(m['p50_ms'])}  p95 {ms(m['p95_ms'])}  p99 {ms(m['p99_ms'])}"
+    )
+
+
 def summary(state: dict[str, Any]) -> str:
     rollout = state.get("rollout")
     head = f"{state['function']}: stable {state['stable']}"
     if not rollout:
         return head + "; no rollout"
+    basis = f" [evidence: {rollout['basis']}]" if rollout.get("basis") else ""
     lines = [
         head,
         f"rollout to {rollout['candidate']}: {rollout['phase']} at {rollout['percent']:g}% "
-        f"(step {rollout['step'] + 1}/{len(rollout['steps'])}) {rollout['reason']}",
+        f"(step {rollout['step'] + 1}/{len(rollout['steps'])}) {rollout['reason']}{basis}",
     ]
     for version, m in rollout["step_metrics"].items():
-        lines.append(
-            f"  {version:<24} requests {m['requests']:>6}  errors {m['errors']:>4}  "
-            f"p50 {m['p50_ms']} ms  p95 {m['p95_ms']} ms  p99 {m['p99_ms']} ms"
-        )
+        lines.append(_metrics_line(version, "user", m))
+    for version, m in (rollout.get("synthetic_step_metrics") or {}).items():
+        if m["requests"]:
+            lines.append(_metrics_line(version, "synthetic", m))
+    if rollout.get("probe_refused"):
+        lines.append(f"  no synthetic probes: {rollout['probe_refused']}")
     return "\n".join(lines)
 
 

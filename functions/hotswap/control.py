@@ -1,5 +1,5 @@
 """The predictor's control API for hot swaps: load a candidate, show both slots and gate results, set the
-canary share, promote, abort; and per-version request statistics for the rollout controller.
+canary share, promote, abort, probe; and per-version request statistics for the rollout controller.
 
     GET  /wakeserve/models/{name}/slots            both slots, gate verdicts, canary share, recent swaps
     POST /wakeserve/models/{name}/slots            {"model_uri", "version", "skip_gates", "new_contract",
@@ -7,8 +7,11 @@ canary share, promote, abort; and per-version request statistics for the rollout
     POST /wakeserve/models/{name}/slots/promote    the gated candidate becomes active → 200
     POST /wakeserve/models/{name}/slots/abort      drop the candidate → 200
     POST /wakeserve/models/{name}/slots/canary     {"percent": 0..100} of new requests to the candidate
+    POST /wakeserve/models/{name}/slots/probe      {"rounds": 1..50} golden calls on each slot, interleaved
     GET  /wakeserve/models/{name}/stats?after=N    per-version counters and latency samples after sequence N,
                                                     the versions in both slots and the canary share
+
+Every body and answer is a model of :mod:`functions.hotswap.documents`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from core.errors import InvalidInputError, UnknownModelError
-from functions.hotswap.lifecycle import CandidateSpec
+from functions.hotswap.candidate import CandidateSpec
+from functions.hotswap.documents import (
+    CanaryRequest,
+    CandidateSlotDocument,
+    ProbeRequest,
+    SlotState,
+    StatsDocument,
+    parse,
+)
+from functions.hotswap.probe import probe
 from functions.serving.runtime import FunctionModel
 
 
@@ -36,6 +48,9 @@ async def _json(request: Request) -> Any:
         raise InvalidInputError(f"body is not JSON: {exc}") from exc
 
 
+_CANARY = 'expected {"percent": a number from 0 to 100}'
+
+
 def add_control_routes(app: FastAPI, models: dict[str, FunctionModel]) -> None:
     def model(name: str) -> FunctionModel:
         found = models.get(name)
@@ -43,46 +58,53 @@ def add_control_routes(app: FastAPI, models: dict[str, FunctionModel]) -> None:
             raise UnknownModelError(f"model {name!r} is not served here")
         return found
 
+    def slots_json(m: FunctionModel) -> dict[str, Any]:
+        return m.lifecycle.describe().model_dump(mode="json")
+
     async def slots(name: str) -> dict[str, Any]:
-        return model(name).lifecycle.describe()
+        return slots_json(model(name))
 
     async def load(name: str, request: Request) -> JSONResponse:
-        lifecycle = model(name).lifecycle
-        lifecycle.load_candidate(CandidateSpec.from_json(await _json(request)))
-        return JSONResponse(lifecycle.describe(), status_code=202)
+        m = model(name)
+        m.lifecycle.load_candidate(CandidateSpec.from_json(await _json(request)))
+        return JSONResponse(slots_json(m), status_code=202)
 
     async def promote(name: str) -> dict[str, Any]:
-        lifecycle = model(name).lifecycle
-        lifecycle.promote()
-        return lifecycle.describe()
+        m = model(name)
+        m.lifecycle.promote()
+        return slots_json(m)
 
     async def abort(name: str) -> dict[str, Any]:
-        lifecycle = model(name).lifecycle
-        lifecycle.abort("aborted through the control API")
-        return lifecycle.describe()
+        m = model(name)
+        m.lifecycle.abort("aborted through the control API")
+        return slots_json(m)
 
     async def canary(name: str, request: Request) -> dict[str, Any]:
-        lifecycle = model(name).lifecycle
-        doc = await _json(request)
-        percent = doc.get("percent") if isinstance(doc, dict) else None
-        if isinstance(percent, bool) or not isinstance(percent, int | float) or not 0 <= percent <= 100:
-            raise InvalidInputError('expected {"percent": a number from 0 to 100}')
-        lifecycle.set_canary(float(percent))
-        return lifecycle.describe()
+        m = model(name)
+        body = parse(CanaryRequest, await _json(request), {"": _CANARY, "percent": _CANARY})
+        m.lifecycle.set_canary(body.percent)
+        return slots_json(m)
+
+    async def probe_slots(name: str, request: Request) -> dict[str, Any]:
+        m = model(name)
+        body = parse(ProbeRequest, await _json(request), {"rounds": "rounds must be a whole number from 1 to 50"})
+        return (await probe(m.lifecycle, body.rounds)).model_dump(mode="json")
 
     async def stats(name: str, after: int = 0) -> dict[str, Any]:
         m = model(name)
-        doc = m.stats.to_json(after)
-        doc["active"] = m.version
         candidate = m.lifecycle.candidate
-        doc["candidate"] = candidate.version if candidate is not None and candidate.state == "ready" else None
-        doc["candidate_slot"] = (
-            None
+        doc = StatsDocument(
+            last=m.stats.last,
+            versions=m.stats.versions(),
+            samples=m.stats.since(after),
+            active=m.version,
+            candidate=candidate.version if candidate is not None and candidate.state is SlotState.READY else None,
+            candidate_slot=None
             if candidate is None
-            else {"version": candidate.version, "state": candidate.state, "error": candidate.error}
+            else CandidateSlotDocument(version=candidate.version, state=candidate.state, error=candidate.error),
+            canary_percent=m.lifecycle.canary.percent,
         )
-        doc["canary_percent"] = m.lifecycle.canary.percent
-        return doc
+        return doc.model_dump(mode="json")
 
     base = "/wakeserve/models/{name}"
     app.add_api_route(base + "/slots", slots, methods=["GET"])
@@ -90,4 +112,5 @@ def add_control_routes(app: FastAPI, models: dict[str, FunctionModel]) -> None:
     app.add_api_route(base + "/slots/promote", promote, methods=["POST"])
     app.add_api_route(base + "/slots/abort", abort, methods=["POST"])
     app.add_api_route(base + "/slots/canary", canary, methods=["POST"])
+    app.add_api_route(base + "/slots/probe", probe_slots, methods=["POST"])
     app.add_api_route(base + "/stats", stats, methods=["GET"])

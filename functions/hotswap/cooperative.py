@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import gc
+import os
 import sys
 import threading
 import time
@@ -82,3 +84,39 @@ class StepAside:
             return work()
         finally:
             sys.setprofile(None)
+
+
+def loading_quietly(step_aside: StepAside, work: Callable[[], None]) -> Callable[[], None]:
+    """``work`` under ``step_aside``, with transformers loading weights on this thread."""
+
+    def run() -> None:
+        # transformers materialises weights on a pool of its own threads, which the hook cannot slow down;
+        # its documented switch loads them on the calling thread instead.
+        previous = os.environ.get("HF_DEACTIVATE_ASYNC_LOAD")
+        os.environ["HF_DEACTIVATE_ASYNC_LOAD"] = "1"
+        try:
+            step_aside.run(work)
+        finally:
+            if previous is None:
+                os.environ.pop("HF_DEACTIVATE_ASYNC_LOAD", None)
+            else:
+                os.environ["HF_DEACTIVATE_ASYNC_LOAD"] = previous
+
+    return run
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic collection while a model loads; what it allocated then joins the permanent generation.
+
+    A load allocates ~100k long-lived objects, enough to trigger full collections, each a pause of up to
+    ~200 ms for every thread; the replica froze its startup objects the same way (``functions.serving.startup``).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.freeze()
+            gc.enable()

@@ -8,23 +8,21 @@ priority. A failed gate leaves the active version serving and keeps the verdicts
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import logging
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from core.errors import ConflictError, InvalidInputError
+from core.errors import ConflictError
 from functions.contract import Function, Tensors
-from functions.hotswap.cooperative import StepAside
+from functions.hotswap.candidate import CandidateSpec
+from functions.hotswap.cooperative import StepAside, collector_paused, loading_quietly
+from functions.hotswap.documents import SlotsDocument, SlotState, SwapDocument
 from functions.hotswap.gates import (
-    SKIPPABLE,
     GatePolicy,
     GateResult,
     Golden,
@@ -42,82 +40,9 @@ MakeFunction = Callable[[bool], Function]  # reload_source -> a fresh, unloaded 
 Resolve = Callable[[Function, str | None], Path | None]  # (function, model_uri) -> artifacts; blocking
 
 
-@dataclass(frozen=True)
-class CandidateSpec:
-    """What to load: artifacts (None: the same source as the active version), an explicit version label,
-    gates to skip, whether the contract may change, whether to promote as soon as the gates pass, and
-    whether to re-import the function's source first (watch mode)."""
-
-    model_uri: str | None = None
-    version: str | None = None
-    new_contract: bool = False
-    skip_gates: frozenset[str] = frozenset()
-    promote: bool = False
-    reload_source: bool = False
-    version_suffix: str = ""
-
-    @classmethod
-    def from_json(cls, doc: Any) -> CandidateSpec:
-        if not isinstance(doc, dict):
-            raise InvalidInputError("expected a JSON object with model_uri, version, skip_gates, promote ...")
-        unknown = set(doc) - {"model_uri", "version", "new_contract", "skip_gates", "promote"}
-        if unknown:
-            raise InvalidInputError(f"unknown field(s) {sorted(unknown)}")
-        skip = doc.get("skip_gates") or []
-        if not isinstance(skip, list) or not set(skip) <= SKIPPABLE:
-            raise InvalidInputError(f"skip_gates must be a list drawn from {sorted(SKIPPABLE)}")
-        for key in ("model_uri", "version"):
-            if doc.get(key) is not None and (not isinstance(doc[key], str) or not doc[key]):
-                raise InvalidInputError(f"{key} must be a non-empty string")
-        for key in ("new_contract", "promote"):
-            if not isinstance(doc.get(key, False), bool):
-                raise InvalidInputError(f"{key} must be true or false")
-        return cls(
-            model_uri=doc.get("model_uri"),
-            version=doc.get("version"),
-            new_contract=doc.get("new_contract", False),
-            skip_gates=frozenset(skip),
-            promote=doc.get("promote", False),
-        )
-
-
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _loading_quietly(step_aside: StepAside, work: Callable[[], None]) -> Callable[[], None]:
-    def run() -> None:
-        # transformers materialises weights on a pool of its own threads, which the hook cannot slow down;
-        # its documented switch loads them on the calling thread instead.
-        previous = os.environ.get("HF_DEACTIVATE_ASYNC_LOAD")
-        os.environ["HF_DEACTIVATE_ASYNC_LOAD"] = "1"
-        try:
-            step_aside.run(work)
-        finally:
-            if previous is None:
-                os.environ.pop("HF_DEACTIVATE_ASYNC_LOAD", None)
-            else:
-                os.environ["HF_DEACTIVATE_ASYNC_LOAD"] = previous
-
-    return run
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic collection while a model loads; what it allocated then joins the permanent generation.
-
-    A load allocates ~100k long-lived objects, enough to trigger full collections, each a pause of up to
-    ~200 ms for every thread; the replica froze its startup objects the same way (``functions.serving.startup``).
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.freeze()
-            gc.enable()
 
 
 @dataclass
@@ -153,7 +78,7 @@ class Lifecycle:
     def pick(self) -> Slot:
         assert self.active is not None, "no active slot"
         candidate = self.candidate
-        if candidate is not None and candidate.state == "ready" and self.canary.take():
+        if candidate is not None and candidate.state is SlotState.READY and self.canary.take():
             return candidate
         return self.active
 
@@ -162,7 +87,7 @@ class Lifecycle:
         return Slot(function, self.batching, role=role, source=source, observe_batch=self.observe_batch)
 
     def install_active(self, slot: Slot, model_uri: str | None) -> None:
-        slot.state = "active"
+        slot.state = SlotState.ACTIVE
         self.active, self._base_uri = slot, model_uri
         self._note("active", slot.version, slot.source)
         self._baseline_task = asyncio.get_running_loop().create_task(self._measure_baseline(slot))
@@ -188,7 +113,7 @@ class Lifecycle:
 
     def load_candidate(self, spec: CandidateSpec) -> Slot:
         """Start loading ``spec`` in the background; 409 while another candidate is loading."""
-        if self.active is None or self.active.state != "active":
+        if self.active is None or self.active.state is not SlotState.ACTIVE:
             raise ConflictError(f"model {self.name} has no active version yet")
         if self.busy:
             raise ConflictError(f"a candidate of {self.name} is still loading; abort it or wait")
@@ -214,8 +139,8 @@ class Lifecycle:
             def load() -> None:
                 function.load(self.resolve(function, uri))
 
-            with _collector_paused():
-                await loop.run_in_executor(loader, _loading_quietly(StepAside(self._active_busy), load))
+            with collector_paused():
+                await loop.run_in_executor(loader, loading_quietly(StepAside(self._active_busy), load))
             loaded_s = time.monotonic() - started
             # Warm-up on the thread that will serve: a thread's first torch calls set up its own state.
             await self._run(slot, function.warmup_inputs())
@@ -224,24 +149,24 @@ class Lifecycle:
             detail = f"loaded in {loaded_s:.2f}s, warmed up in {slot.load_s - loaded_s:.2f}s"
             slot.gates.append(GateResult("load", True, detail))
             self._note("loaded", slot.version, detail)
-            slot.state = "gating"
+            slot.state = SlotState.GATING
             await self._gate(slot, spec, before)
         except asyncio.CancelledError:
-            slot.state, slot.error = "aborted", "aborted while loading"
+            slot.state, slot.error = SlotState.ABORTED, "aborted while loading"
             raise
         except Exception as exc:  # noqa: BLE001 - any load failure is a failed gate
             slot.gates.append(GateResult("load", False, f"{type(exc).__name__}: {exc}"))
-            slot.state, slot.error = "failed", f"load: {exc}"
+            slot.state, slot.error = SlotState.FAILED, f"load: {exc}"
         finally:
             loader.shutdown(wait=False)
         if slot is not self.candidate:  # aborted or replaced meanwhile
             return
-        if slot.state == "failed":
+        if slot.state is SlotState.FAILED:
             log.warning("candidate %s of %s failed its gates: %s", slot.version, self.name, slot.error)
             self._note("rejected", slot.version, slot.error or "")
             self._release(slot)
             return
-        slot.state = "ready"
+        slot.state = SlotState.READY
         self._note("gated", slot.version, "; ".join(g.detail for g in slot.gates if not g.skipped))
         log.info("candidate %s of %s passed its gates", slot.version, self.name)
         if spec.promote:
@@ -278,7 +203,7 @@ class Lifecycle:
         slot.gates.extend(results)
         failed = [g for g in results if not g.passed]
         if failed:
-            slot.state, slot.error = "failed", "; ".join(f"{g.name}: {g.detail}" for g in failed)
+            slot.state, slot.error = SlotState.FAILED, "; ".join(f"{g.name}: {g.detail}" for g in failed)
 
     def _active_busy(self) -> bool:
         active = self.active
@@ -332,18 +257,18 @@ class Lifecycle:
 
     # -- switching -------------------------------------------------------------------------------------------
     def set_canary(self, percent: float) -> None:
-        if percent > 0 and (self.candidate is None or self.candidate.state != "ready"):
+        if percent > 0 and (self.candidate is None or self.candidate.state is not SlotState.READY):
             raise ConflictError(f"model {self.name} has no gated candidate to send traffic to")
         self.canary.set(percent)
 
     def promote(self) -> Slot:
         """New requests go to the candidate from now on; the old version finishes what it has, then is freed."""
         candidate, old = self.candidate, self.active
-        if candidate is None or candidate.state != "ready":
+        if candidate is None or candidate.state is not SlotState.READY:
             state = "no candidate" if candidate is None else f"the candidate is {candidate.state}"
             raise ConflictError(f"cannot promote {self.name}: {state}")
         assert old is not None
-        candidate.state, old.state = "active", "retiring"
+        candidate.state, old.state = SlotState.ACTIVE, SlotState.RETIRING
         self.active, self.candidate = candidate, None
         self.canary.set(0.0)
         if candidate.source != "packaged":
@@ -367,8 +292,9 @@ class Lifecycle:
         self.canary.set(0.0)
         if slot is None:
             return
-        if slot.state not in ("failed", "released"):
-            slot.state = "aborted"
+        # A failed candidate was released when it failed and its verdict is what the control API shows.
+        if slot.state is not SlotState.FAILED:
+            slot.state = SlotState.ABORTED
             self._note("aborted", slot.version, reason)
         self._release(slot)
 
@@ -392,11 +318,11 @@ class Lifecycle:
                 await slot.release(0)
         await asyncio.gather(*self._releases, return_exceptions=True)
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "model": self.name,
-            "active": self.active.describe() if self.active else None,
-            "candidate": self.candidate.describe() if self.candidate else None,
-            "canary_percent": self.canary.percent,
-            "history": [vars(r) for r in self.history[-20:]],
-        }
+    def describe(self) -> SlotsDocument:
+        return SlotsDocument(
+            model=self.name,
+            active=self.active.describe() if self.active else None,
+            candidate=self.candidate.describe() if self.candidate else None,
+            canary_percent=self.canary.percent,
+            history=[SwapDocument.model_validate(vars(r)) for r in self.history[-20:]],
+        )

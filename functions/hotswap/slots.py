@@ -18,9 +18,9 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 from functions.contract import Function
+from functions.hotswap.documents import GateDocument, Sample, SlotDocument, SlotState, VersionCountsDocument
 from functions.hotswap.gates import GateResult
 from functions.serving.batching import DynamicBatcher
 
@@ -49,7 +49,7 @@ class Slot:
         self.function = function
         self.source = source
         self.version = function.version
-        self.state = "loading"
+        self.state = SlotState.LOADING
         self.gates: list[GateResult] = []
         self.error: str | None = None
         self.inflight = 0
@@ -93,25 +93,25 @@ class Slot:
             log.warning(
                 "releasing %s %s with %d requests still in flight", self.function.name, self.version, self.inflight
             )
-        if self.state == "retiring":
-            self.state = "retired"
+        if self.state is SlotState.RETIRING:
+            self.state = SlotState.RETIRED
         await self.batcher.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.function = _Released(self.function.name)  # type: ignore[assignment]
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "source": self.source,
-            "state": self.state,
-            "inflight": self.inflight,
-            "queued": self.batcher.depth,
-            "load_s": self.load_s,
-            "memory_mb": self.memory_mb,
-            "error": self.error,
-            "released": self.released,
-            "gates": [g.to_json() for g in self.gates],
-        }
+    def describe(self) -> SlotDocument:
+        return SlotDocument(
+            version=self.version,
+            source=self.source,
+            state=self.state,
+            inflight=self.inflight,
+            queued=self.batcher.depth,
+            load_s=self.load_s,
+            memory_mb=self.memory_mb,
+            error=self.error,
+            released=self.released,
+            gates=[GateDocument.model_validate(g.to_json()) for g in self.gates],
+        )
 
 
 class _Released:
@@ -160,7 +160,7 @@ class VersionStats:
 
     capacity: int = 8192
     counts: dict[str, VersionCounts] = field(default_factory=dict)
-    _samples: deque[tuple[int, str, float, bool]] = field(default_factory=deque)
+    _samples: deque[Sample] = field(default_factory=deque)
     _seq: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     last: int = 0
 
@@ -173,15 +173,9 @@ class VersionStats:
         if len(self._samples) > self.capacity:
             self._samples.popleft()
 
-    def since(self, after: int, limit: int = 8192) -> list[tuple[int, str, float, bool]]:
-        out = [s for s in self._samples if s[0] > after]
+    def since(self, after: int, limit: int = 8192) -> list[Sample]:
+        out = [(seq, v, round(lat, 6), ok) for seq, v, lat, ok in self._samples if seq > after]
         return out[:limit]
 
-    def to_json(self, after: int | None = None) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "last": self.last,
-            "versions": {v: {"requests": c.requests, "errors": c.errors} for v, c in self.counts.items()},
-        }
-        if after is not None:
-            doc["samples"] = [[seq, v, round(lat, 6), ok] for seq, v, lat, ok in self.since(after)]
-        return doc
+    def versions(self) -> dict[str, VersionCountsDocument]:
+        return {v: VersionCountsDocument(requests=c.requests, errors=c.errors) for v, c in self.counts.items()}

@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from core.errors import ConflictError
-from functions.hotswap.lifecycle import CandidateSpec, Lifecycle
+from functions.hotswap.candidate import CandidateSpec
+from functions.hotswap.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
 

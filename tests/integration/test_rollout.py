@@ -19,6 +19,7 @@ import pytest
 from tests.integration.async_support import Collector
 from tests.support.load import EchoLoad
 from tests.support.up import UpProcess, start_up
+from wakeserve import rollout_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TERMINAL = {"promoted", "rolled_back", "aborted", "failed"}
@@ -196,6 +197,40 @@ def test_a_good_version_is_promoted_with_no_failed_request_and_every_answer_labe
             == [(True, version), (True, version)]
         ),
         timeout=60,
+    )
+
+
+def test_a_rollout_with_no_user_traffic_finishes_on_synthetic_probes(up: UpProcess, versions: Path) -> None:
+    stable = stable_version(up)
+    version = f"quiet-{uuid.uuid4().hex[:6]}"
+    started = time.monotonic()
+    start_rollout(
+        up,
+        model_uri=str(versions / "good"),
+        version=version,
+        steps=[10, 100],
+        hold_s=1,
+        probe_after_s=1,
+        min_requests=10,
+    )
+    # Each step waits 1 s for user requests, then one or two observations of probes suffice; the rest is
+    # loading the echo candidate on two replicas.
+    state = wait_rollout(up, timeout=45)
+    took = time.monotonic() - started
+    rollout = state["rollout"]
+    assert rollout["phase"] == "promoted", rollout
+    assert state["stable"] == version and took < 45
+    assert rollout["basis"] == "synthetic" and "synthetic probes" in rollout["reason"]
+    synthetic = rollout["synthetic_total_metrics"]
+    assert synthetic[version]["requests"] >= 20 and synthetic[version]["errors"] == 0
+    assert synthetic[stable]["requests"] == synthetic[version]["requests"]  # both versions probed alike
+    assert synthetic[version]["p50_ms"] is not None and synthetic[stable]["p50_ms"] is not None
+    assert all(m["requests"] == 0 for m in rollout["total_metrics"].values())  # none of it is user traffic
+    printed = rollout_command.summary(state)
+    assert "None" not in printed and "evidence: synthetic" in printed
+    up.wait_for(
+        "both replicas on the new version",
+        lambda s: [p["version"] for p in s["functions"]["echo"]["pods"] if p["state"] == "ready"] == [version] * 2,
     )
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from core.errors import InvalidInputError
-from wakeserve.canary import Action, CanaryPolicy, Window, decide, judge
+from wakeserve.canary import Action, Basis, CanaryPolicy, Evidence, Window, decide, judge, probe_rounds
 from wakeserve.rollout import RolloutRequest
+from wakeserve.rollout_command import summary
 
 POLICY = CanaryPolicy(steps=(1, 5, 25, 100), hold_s=30, min_requests=20)
 
@@ -113,3 +114,79 @@ def test_rollout_request_defaults_and_overrides():
     assert default.policy == CanaryPolicy() and default.policy.steps == (1, 5, 25, 100)
     custom = RolloutRequest.from_json({"version": "v2", "steps": [10, 100], "hold_s": 2, "skip_gates": ["latency"]})
     assert custom.policy.steps == (10.0, 100.0) and custom.policy.hold_s == 2 and custom.skip_gates == ("latency",)
+
+
+def probes(stable: Window, candidate: Window) -> Evidence:
+    return Evidence(stable, candidate)
+
+
+@pytest.mark.parametrize(
+    ("held_s", "user", "synthetic", "action", "basis", "says"),
+    [
+        (31, window(0), probes(window(20), window(20)), Action.ADVANCE, Basis.SYNTHETIC, "on 20 synthetic probes"),
+        (31, window(20), probes(window(20), window(20)), Action.ADVANCE, Basis.USER, "healthy at 1% for 31s"),
+        (31, window(3), probes(window(12), window(12)), Action.HOLD, None, "17 more candidate requests (12/20"),
+        (5, window(0), probes(window(20), window(20)), Action.HOLD, None, "holding 1%"),
+        (5, window(0), probes(window(20), window(20, errors=5)), Action.ROLLBACK, Basis.SYNTHETIC, "synthetic probes"),
+        # Probes judge latency on the median: one slow call among twenty is noise, half of them is not.
+        (31, window(0), probes(window(20), window(20, slow=1, slow_ms=500)), Action.ADVANCE, Basis.SYNTHETIC, ""),
+        (
+            31,
+            window(0),
+            probes(window(20), window(20, slow=11, slow_ms=50)),
+            Action.ROLLBACK,
+            Basis.SYNTHETIC,
+            "median latency 50.0 ms",
+        ),
+        # User evidence is judged first and on its own.
+        (31, window(20, errors=10), probes(window(20), window(20)), Action.ROLLBACK, Basis.USER, "error rate 50.00%"),
+    ],
+)
+def test_decide_with_synthetic_evidence(held_s, user, synthetic, action, basis, says):
+    verdict = decide(POLICY, 0, 1000.0, 1000.0 + held_s, window(1000), user, synthetic)
+    assert verdict.action is action and verdict.basis is basis and says in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("held_s", "user", "synthetic", "rounds"),
+    [
+        (9.9, 0, 0, 0),  # the step has not waited long enough for user requests
+        (10, 0, 0, 5),
+        (10, 19, 0, 5),
+        (10, 20, 0, 0),  # enough user requests: no probes
+        (10, 0, 17, 3),  # only what is missing
+        (10, 0, 20, 0),
+        (10, 0, 25, 0),
+    ],
+)
+def test_probe_rounds(held_s, user, synthetic, rounds):
+    assert probe_rounds(CanaryPolicy(), 100.0, 100.0 + held_s, window(user), window(synthetic)) == rounds
+
+
+@pytest.mark.parametrize(
+    ("metrics", "printed", "absent"),
+    [
+        ({"requests": 0, "errors": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None}, "p50 -  p95 -  p99 -", "None"),
+        ({"requests": 3, "errors": 0, "p50_ms": 1.5, "p95_ms": 2.0, "p99_ms": 12.25}, "p50 1.5 ms", "None"),
+    ],
+)
+def test_progress_lines_print_durations_as_numbers_or_a_dash(metrics, printed, absent):
+    state = {
+        "function": "classifier",
+        "stable": "v1",
+        "rollout": {
+            "candidate": "v1b",
+            "phase": "canary",
+            "percent": 1.0,
+            "step": 0,
+            "steps": [1, 5, 25, 100],
+            "reason": "waiting for 20 more candidate requests",
+            "basis": None,
+            "step_metrics": {"v1": metrics, "v1b": metrics},
+            "synthetic_step_metrics": {"v1b": {**metrics, "requests": 4}},
+        },
+    }
+    text = summary(state)
+    assert printed in text and absent not in text
+    assert "v1b                      synthetic requests      4" in text
+    assert "canary at 1% (step 1/4) waiting for 20 more candidate requests" in text

@@ -18,8 +18,8 @@ from prometheus_client import CollectorRegistry
 from core.errors import ConflictError
 from functions.contract import TensorSpec
 from functions.echo.function import Echo
+from functions.hotswap.candidate import CandidateSpec
 from functions.hotswap.gates import GatePolicy, load_golden
-from functions.hotswap.lifecycle import CandidateSpec
 from functions.hotswap.watch import package_dir
 from functions.serving.metrics import PredictorMetrics
 from functions.serving.runtime import FunctionModel
@@ -146,7 +146,7 @@ def test_a_candidate_failing_a_gate_never_takes_traffic(tmp_path, config, spec, 
         with pytest.raises(ConflictError, match="no gated candidate"):
             m.lifecycle.set_canary(50)
         served = {(await m.infer(request(i))).model_version for i in range(5)}
-        described = m.lifecycle.describe()
+        described = m.lifecycle.describe().model_dump(mode="json")
         await m.close()
         return served, described
 
