@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from core.errors import ConflictError
+from functions import catalog
 from functions.hotswap.candidate import CandidateSpec
 from functions.hotswap.lifecycle import Lifecycle
 
@@ -24,9 +25,8 @@ log = logging.getLogger(__name__)
 
 
 def package_dir(function: str) -> Path:
-    """Where ``functions.<function>`` is imported from."""
-    module = importlib.import_module(f"functions.{function}")
-    return Path(module.__file__ or "").resolve().parent
+    """Where the function's package is imported from."""
+    return catalog.package_dir(function)
 
 
 def _files(root: Path) -> list[Path]:
@@ -55,9 +55,9 @@ def digest(root: Path) -> str:
 
 
 def forget_modules(function: str) -> None:
-    """Drop ``functions.<function>`` and its submodules (and their bytecode caches) so the next import reads
+    """Drop the function's package and its submodules (and their bytecode caches) so the next import reads
     the source again. Slots already loaded keep the classes they were built from."""
-    prefix = f"functions.{function}"
+    prefix = catalog.package(function)
     root = package_dir(function)
     for name in [m for m in sys.modules if m == prefix or m.startswith(prefix + ".")]:
         del sys.modules[name]

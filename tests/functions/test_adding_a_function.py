@@ -26,11 +26,6 @@ from tests.support.tinyfunction import Tiny
 REPO = Path(__file__).resolve().parents[2]
 # PYTHONPATH: the child imports the test package whatever its working directory.
 ENV = {ENV_VAR: "tiny=tests.support.tinyfunction:Tiny", "PYTHONPATH": str(REPO)}
-NEEDS_REGISTERED_PACKAGES = pytest.mark.xfail(
-    strict=True,
-    reason="functions.hotswap (watch.package_dir, golden) still looks functions up as functions.<name>;"
-    " they resolve registered ones once they ask catalog.package_dir / catalog.package",
-)
 
 
 def loaded(factor: float | None = None, tmp: Path | None = None) -> Tiny:
@@ -80,7 +75,6 @@ def test_the_golden_gate_takes_the_functions_golden_inputs(tmp_path: Path) -> No
     assert not wrong.passed and wrong.detail.startswith("case 0:")
 
 
-@NEEDS_REGISTERED_PACKAGES
 def test_the_golden_command_records_a_registered_function(tmp_path: Path) -> None:
     path = tmp_path / "golden.json"
     done = subprocess.run(
@@ -101,7 +95,6 @@ def test_the_golden_command_records_a_registered_function(tmp_path: Path) -> Non
 
 
 @pytest.mark.integration
-@NEEDS_REGISTERED_PACKAGES
 def test_wakeserve_serve_answers_for_a_registered_function(tmp_path: Path) -> None:
     replica = start_replica("tiny", tmp_path, env=ENV, timeout=90)
     try:
