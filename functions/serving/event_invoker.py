@@ -7,7 +7,7 @@ import asyncio
 from core.errors import NotReadyError
 from functions.serving.batching import BACKGROUND, EVENT, SYNC
 from functions.serving.runtime import FunctionModel
-from functions.serving.v2json import encode_response, infer_request, load, plain_request
+from functions.serving.v2json import encode_result, read_request
 
 # Event priority attribute (contract) → batcher priority.
 _LEVELS = {0: SYNC, 1: EVENT, 2: BACKGROUND}
@@ -29,10 +29,7 @@ class InProcessInvoker:
             except TimeoutError:
                 raise NotReadyError(f"model {function} is still loading") from None
         level = _LEVELS.get(priority, EVENT)
-        doc = load(body)
-        plain = plain_request(doc)
-        if plain is not None:
-            return await model.infer_plain(plain, level)
-        response = await model.infer(infer_request(doc, body, None, function), level)
-        content, _ = encode_response(response)
-        return content, response.model_version or model.version
+        request = read_request(body, None, function)
+        result = await model.run(request, level)
+        content, _ = encode_result(result)
+        return content, result.model_version

@@ -6,9 +6,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
 
 from core.errors import InvalidEventError, WakeserveError
+from core.http_errors import error_response
 from events import cloudevent
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def add_cloudevents_route(app: FastAPI, processor: Callable[[], Awaitable[EventP
             if len(events) != 1:
                 raise InvalidEventError("send one event per request to this route, not a batch")
         except WakeserveError as exc:
-            return JSONResponse(exc.to_json(), status_code=exc.status)
+            return error_response(exc)
         outcome = await (await processor()).process(events[0])
         headers, content = cloudevent.to_http(outcome.reply)
         return Response(content=content, status_code=200, headers=headers)

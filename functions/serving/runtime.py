@@ -15,18 +15,19 @@ from typing import Any, TypeVar
 
 from kserve import Model
 from kserve.model import InferenceVerb
+from kserve.model_repository import ModelRepository
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
-from core.errors import InvalidInputError, NotReadyError, WakeserveError
+from core.errors import InvalidInputError, NotReadyError, UnknownModelError, WakeserveError
 from core.ids import new_id
 from functions.contract import Function
 from functions.hotswap.gates import GatePolicy, Golden
 from functions.hotswap.lifecycle import Lifecycle, MakeFunction, Resolve
 from functions.hotswap.slots import BatchingConfig, Slot, VersionStats
 from functions.serving.batching import SYNC
+from functions.serving.kserve_objects import read_infer_request, to_infer_response
 from functions.serving.metrics import PredictorMetrics
-from functions.serving.tensors import check_outputs, decode_inputs, decode_request, encode_response, select_outputs
-from functions.serving.v2json import PlainRequest, encode_plain
+from functions.serving.tensors import V2Request, V2Result, check_outputs, decode_inputs, select_outputs
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -128,13 +129,18 @@ class FunctionModel(Model):  # type: ignore[misc]
     ) -> tuple[InferResponse, dict[str, str]]:
         return await self.infer(body), {}
 
-    async def infer(self, request: Any, priority: int = SYNC) -> InferResponse:
-        """A v2 request through KServe's objects (gRPC, binary tensors, parameters)."""
-        return await self._serve(lambda slot: self._infer(slot, request, priority))
+    async def infer(self, request: Any, priority: int = SYNC) -> Any:
+        """KServe's model contract: an ``InferRequest`` is answered with an ``InferResponse``; a
+        :class:`V2Request` with a :class:`V2Result`."""
+        if isinstance(request, V2Request):
+            return await self.run(request, priority)
+        if not isinstance(request, InferRequest):
+            raise InvalidInputError("expected a v2 inference request with an 'inputs' list")
+        return to_infer_response(request, await self.run(read_infer_request(request), priority))
 
-    async def infer_plain(self, request: PlainRequest, priority: int = SYNC) -> tuple[bytes, str]:
-        """A plain JSON request (REST and events): the JSON response body, and the version that computed it."""
-        return await self._serve(lambda slot: self._infer_plain(slot, request, priority))
+    async def run(self, request: V2Request, priority: int = SYNC) -> V2Result:
+        """Every transport (REST, gRPC, events, in process) comes here with its request read."""
+        return await self._serve(lambda slot: self._run(slot, request, priority))
 
     async def _serve(self, work: Callable[[Slot], Awaitable[T]]) -> T:
         """Every path (REST, gRPC, events) comes here: bound to a slot, counted by outcome and version, timed."""
@@ -158,35 +164,26 @@ class FunctionModel(Model):  # type: ignore[misc]
             if outcome != "not_ready":
                 self.stats.record(version, elapsed, not server_error)
 
-    async def _infer(self, slot: Slot, request: Any, priority: int) -> InferResponse:
-        """Validate, queue for the slot's next batch, and encode the v2 response (always with an id)."""
-        if not isinstance(request, InferRequest):
-            raise InvalidInputError("expected a v2 inference request with an 'inputs' list")
-        function = slot.function
-        inputs = decode_request(request, function.inputs)
-        function.check(inputs)
-        check_outputs([o.name for o in request.request_outputs or []], function.outputs)
-        outputs = await slot.batcher.submit(inputs, priority)
-        return encode_response(
-            request,
-            outputs,
-            function.outputs,
-            response_id=request.id or new_id(),
-            model_name=self.name,
-            model_version=slot.version,
-        )
-
-    async def _infer_plain(self, slot: Slot, request: PlainRequest, priority: int) -> tuple[bytes, str]:
+    async def _run(self, slot: Slot, request: V2Request, priority: int) -> V2Result:
+        """Decode and validate, queue for the slot's next batch, select the outputs (always with an id)."""
         function = slot.function
         inputs = decode_inputs(request.inputs, function.inputs)
         function.check(inputs)
         check_outputs(request.outputs, function.outputs)
         outputs = await slot.batcher.submit(inputs, priority)
         selected = select_outputs(request.outputs, outputs, function.outputs)
-        return encode_plain(selected, request.id or new_id(), self.name, slot.version), slot.version
+        return V2Result(request.id or new_id(), self.name, slot.version, selected)
 
     async def close(self) -> None:
         self.ready = False
         if self.lifecycle.active is None:
             await self._first.release(0)
         await self.lifecycle.close()
+
+
+def served_model(registry: ModelRepository, name: str) -> FunctionModel:
+    """The model ``name`` as every transport looks it up; one still loading answers 503 when called."""
+    model = registry.get_model(name)
+    if not isinstance(model, FunctionModel):
+        raise UnknownModelError(f"Model with name {name} does not exist.")
+    return model

@@ -22,25 +22,20 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import FastAPIDeprecationWarning
 from fastapi.responses import ORJSONResponse
 from grpc import aio
-from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 from kserve.errors import ModelNotFound, ModelNotReady
 from kserve.model import BaseKServeModel
 from kserve.model_repository import ModelRepository
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
-from kserve.protocol.grpc.servicer import InferenceServicer
-from kserve.protocol.infer_type import InferRequest
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
-from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from kserve.protocol.rest.v2_endpoints import register_v2_endpoints
 from prometheus_client import CollectorRegistry, exposition
-from pydantic import ValidationError
 
-from core.errors import InvalidInputError
 from functions.serving.rest import V2InferRoute
 from functions.serving.runtime import FunctionModel
 from functions.serving.startup import StartupTimeline
 from functions.serving.transport_errors import GrpcErrorInterceptor, install_http_handlers
+from functions.serving.v2grpc import V2Servicer
 
 log = logging.getLogger(__name__)
 GRPC_MAX_MESSAGE = 64 * 1024 * 1024
@@ -53,19 +48,6 @@ class ReplicaDataPlane(DataPlane):  # type: ignore[misc]
     async def ready(self) -> bool:
         models = self.model_registry.get_models().values()
         return bool(models) and all(m.ready for m in models)
-
-    def decode_inference_request(self, body: Any, headers: dict[str, str], model_name: str) -> InferRequest:
-        # A JSON body sent without a JSON content type (curl -d) arrives as bytes; read it as JSON rather
-        # than insisting on the binary extension's header.
-        if isinstance(body, bytes) and INFERENCE_CONTENT_LENGTH_HEADER not in headers:
-            try:
-                body = InferenceRequest.model_validate_json(body)
-            except ValidationError as exc:
-                problems = "; ".join(
-                    f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5]
-                )
-                raise InvalidInputError(f"request body is not a valid v2 inference request: {problems}") from exc
-        return super().decode_inference_request(body, headers, model_name)
 
     async def get_model(self, name: str) -> BaseKServeModel:
         model = self.model_registry.get_model(name)
@@ -180,7 +162,7 @@ class PredictorServer:
                 ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE),
             ],
         )
-        servicer = InferenceServicer(self.dataplane, ModelRepositoryExtension(self.dataplane.model_registry))
+        servicer = V2Servicer(self.dataplane, ModelRepositoryExtension(self.dataplane.model_registry))
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self.grpc)
         self.grpc.add_insecure_port(_grpc_address(self.host, self.grpc_port))
         await self.grpc.start()

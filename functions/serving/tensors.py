@@ -1,33 +1,76 @@
-"""Decode v2 inference requests into validated numpy tensors, and encode outputs back.
+"""A v2 inference request as every transport delivers it, decoded once into validated numpy tensors; the outputs
+selected and typed for the answer.
 
-Every rejection says what was expected, so a 400 tells the caller how to fix the request.
+Transports (:mod:`~functions.serving.v2json` for REST and events, :mod:`~functions.serving.v2grpc`,
+:mod:`~functions.serving.kserve_objects`) only read their wire format into a :class:`V2Request` and write a
+:class:`V2Result` back; what a tensor must look like is decided here. Every rejection says what was expected, so a
+400 tells the caller how to fix the request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from typing import Protocol
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from core.errors import InvalidInputError
 from functions.contract import Tensors, TensorSpec
-from functions.serving.v2json import NUMPY_DTYPES, json_to_numpy
+from functions.serving.datatypes import NUMPY_DTYPES, json_to_numpy, raw_to_numpy
 
 
-class V2Input(Protocol):
-    """What decoding needs of an input: KServe's ``InferInput`` and :class:`functions.serving.v2json.PlainTensor`."""
+@dataclass(frozen=True, slots=True)
+class WireTensor:
+    """One input as it arrived: ``data`` holds a list of values (or an in-process numpy array), ``raw`` the
+    binary layout; exactly one of them is set."""
 
-    @property
-    def name(self) -> str: ...
-    @property
-    def datatype(self) -> str: ...
-    @property
-    def shape(self) -> list[int]: ...
-    @property
-    def data(self) -> object: ...
-    def as_numpy(self) -> np.ndarray: ...
+    name: str
+    datatype: str
+    shape: list[int]
+    data: Any = None
+    raw: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class V2Request:
+    """An inference request before decoding.
+
+    ``outputs`` names the requested outputs (empty: all of them). ``binary_outputs`` and ``binary`` are the REST
+    binary extension's choice of layout: the request's default, and per-output overrides.
+    """
+
+    id: str | None
+    inputs: Sequence[WireTensor]
+    outputs: frozenset[str] = frozenset()
+    model: str = ""
+    binary_outputs: bool = False
+    binary: Mapping[str, bool] = field(default_factory=dict)
+
+    def wants_binary(self, output: str) -> bool:
+        return self.binary.get(output, self.binary_outputs)
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One output of an answer, already of its declared datatype."""
+
+    name: str
+    datatype: str
+    array: np.ndarray
+
+    def as_numpy(self) -> np.ndarray:
+        return self.array
+
+
+@dataclass(frozen=True, slots=True)
+class V2Result:
+    """The answer to one request: its id (the caller's, or a fresh one), and the version that computed it."""
+
+    id: str
+    model_name: str
+    model_version: str
+    outputs: list[Output]
 
 
 def _expected(specs: Sequence[TensorSpec]) -> str:
@@ -38,16 +81,17 @@ def _shape_matches(shape: Sequence[int], declared: Sequence[int]) -> bool:
     return len(shape) == len(declared) and all(d == -1 or d == s for s, d in zip(shape, declared))
 
 
-def _decode(tensor: V2Input) -> np.ndarray:
-    """Values given as JSON or gRPC contents are checked strictly (:func:`json_to_numpy`); binary tensors and
-    in-process numpy arrays are typed already."""
-    data = tensor.data
-    if isinstance(data, np.ndarray) or getattr(tensor, "_raw_data", None) is not None:
-        return tensor.as_numpy()
-    return json_to_numpy(data, tensor.datatype, tensor.shape)
+def _decode(tensor: WireTensor) -> np.ndarray:
+    """Values given as a list are checked strictly (:func:`json_to_numpy`); binary tensors and in-process numpy
+    arrays are typed already."""
+    if tensor.raw is not None:
+        return raw_to_numpy(tensor.raw, tensor.datatype, tensor.shape)
+    if isinstance(tensor.data, np.ndarray):
+        return tensor.data.astype(NUMPY_DTYPES[tensor.datatype], copy=False).reshape(tensor.shape)
+    return json_to_numpy(tensor.data, tensor.datatype, tensor.shape)
 
 
-def _to_numpy(tensor: V2Input, spec: TensorSpec) -> np.ndarray:
+def _to_numpy(tensor: WireTensor, spec: TensorSpec) -> np.ndarray:
     try:
         array = _decode(tensor)
     except Exception as exc:
@@ -68,14 +112,10 @@ def _to_numpy(tensor: V2Input, spec: TensorSpec) -> np.ndarray:
     return result
 
 
-def decode_request(request: InferRequest, specs: Sequence[TensorSpec]) -> Tensors:
-    return decode_inputs(request.inputs, specs)
-
-
-def decode_inputs(inputs: Sequence[V2Input], specs: Sequence[TensorSpec]) -> Tensors:
+def decode_inputs(inputs: Sequence[WireTensor], specs: Sequence[TensorSpec]) -> Tensors:
     """Validate names, datatypes, shapes and batch sizes; return tensors keyed by input name."""
     by_name = {s.name: s for s in specs}
-    seen: dict[str, V2Input] = {}
+    seen: dict[str, WireTensor] = {}
     for tensor in inputs:
         spec = by_name.get(tensor.name)
         if spec is None:
@@ -109,30 +149,6 @@ def decode_inputs(inputs: Sequence[V2Input], specs: Sequence[TensorSpec]) -> Ten
     return decoded
 
 
-def encode_response(
-    request: InferRequest,
-    outputs: Tensors,
-    specs: Sequence[TensorSpec],
-    response_id: str,
-    model_name: str,
-    model_version: str,
-) -> InferResponse:
-    """Build the v2 response, honouring requested outputs and the binary tensor extension."""
-    infer_outputs = [
-        InferOutput(name=name, shape=list(array.shape), datatype=datatype, data=array)
-        for name, datatype, array in select_outputs({o.name for o in request.request_outputs or []}, outputs, specs)
-    ]
-    return InferResponse(
-        response_id=response_id,
-        model_name=model_name,
-        model_version=model_version,
-        infer_outputs=infer_outputs,
-        from_grpc=request.from_grpc,
-        use_binary_outputs=request.use_binary_outputs,
-        requested_outputs=request.request_outputs,
-    )
-
-
 def check_outputs(wanted: Collection[str], specs: Sequence[TensorSpec]) -> None:
     """Reject requested outputs the function does not have (before the request takes a place in a batch)."""
     unknown = set(wanted) - {s.name for s in specs}
@@ -140,11 +156,9 @@ def check_outputs(wanted: Collection[str], specs: Sequence[TensorSpec]) -> None:
         raise InvalidInputError(f"requested output(s) {sorted(unknown)} do not exist; outputs are: {_expected(specs)}")
 
 
-def select_outputs(
-    wanted: Collection[str], outputs: Tensors, specs: Sequence[TensorSpec]
-) -> list[tuple[str, str, np.ndarray]]:
-    """``(name, datatype, array)`` of the requested outputs (all when ``wanted`` is empty), in declared order and
-    cast to their declared datatypes."""
+def select_outputs(wanted: Collection[str], outputs: Tensors, specs: Sequence[TensorSpec]) -> list[Output]:
+    """The requested outputs (all when ``wanted`` is empty), in declared order and cast to their declared
+    datatypes."""
     check_outputs(wanted, specs)
     selected = []
     for spec in specs:
@@ -153,5 +167,5 @@ def select_outputs(
         array = outputs[spec.name]
         if spec.datatype != "BYTES":
             array = np.ascontiguousarray(array, dtype=NUMPY_DTYPES[spec.datatype])
-        selected.append((spec.name, spec.datatype, array))
+        selected.append(Output(spec.name, spec.datatype, array))
     return selected

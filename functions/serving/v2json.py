@@ -1,116 +1,23 @@
 """The v2 inference protocol's REST wire format: JSON tensors, and the binary tensor extension.
 
-Two readings of a request body. A *plain* request (tensors as JSON ``data``, no ``parameters`` anywhere) is read
-into :class:`PlainRequest` and answered without KServe's request and response objects, which cost more CPU per
-call than a small model: it is what events carry and what most clients send. Anything else (binary tensors,
-``binary_data_output``, parameters) becomes a KServe ``InferRequest`` and is answered through KServe's own
-encoder. Both readings apply the same checks and give the same errors; both write the same JSON.
+One reading of a request body (JSON, or a JSON header followed by binary tensors) into a
+:class:`~functions.serving.tensors.V2Request`, and one writer of the answer. REST and events both use them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
-from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
-from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse, RequestedOutput
 
 from core.errors import InvalidInputError
+from functions.serving.datatypes import numpy_to_raw
+from functions.serving.tensors import Output, V2Request, V2Result, WireTensor
 
+# The binary extension's header: the length of the JSON part that precedes binary tensors.
+JSON_LENGTH_HEADER = "inference-header-content-length"
 JSON_HEADERS = [(b"content-type", b"application/json")]
-NUMPY_DTYPES: dict[str, Any] = {
-    "BOOL": np.bool_,
-    "INT8": np.int8,
-    "INT16": np.int16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "UINT8": np.uint8,
-    "UINT16": np.uint16,
-    "UINT32": np.uint32,
-    "UINT64": np.uint64,
-    "FP16": np.float16,
-    "FP32": np.float32,
-    "FP64": np.float64,
-    "BYTES": np.object_,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class PlainTensor:
-    """An input given as JSON ``data``; decodes like KServe's ``InferInput.as_numpy``."""
-
-    name: str
-    datatype: str
-    shape: list[int]
-    data: Any
-
-    def as_numpy(self) -> np.ndarray:
-        return json_to_numpy(self.data, self.datatype, self.shape)
-
-
-def _check_range(low: int, high: int, dtype: Any, datatype: str) -> None:
-    info = np.iinfo(dtype)
-    if low < info.min or high > info.max:
-        raise ValueError(f"value {low if low < info.min else high} is out of range for {datatype}")
-
-
-# Per numeric datatype family: the kinds of JSON value it takes, as numpy infers them (b bool, i/u integer,
-# f float), and how an error names them.
-_FAMILIES = {
-    "BOOL": ("b", "true or false"),
-    "INT": ("iu", "integers"),
-    "UINT": ("iu", "integers"),
-    "FP": ("iuf", "numbers"),
-}
-
-
-def json_to_numpy(data: Any, datatype: str, shape: Sequence[int]) -> np.ndarray:
-    """Tensor ``data`` given as JSON values (flat or nested, row-major), checked strictly against ``datatype``.
-
-    Numbers must be numbers (no strings, nulls or booleans), BOOL takes only ``true``/``false``, integers must
-    be integral and in range, and floats must be finite in the target precision: a value numpy would coerce
-    silently (``"false"`` to True, 1.7 to 1, 300 to 44, 1e300 to inf) is an error instead.
-    """
-    dtype = NUMPY_DTYPES.get(datatype)
-    if dtype is None:
-        raise ValueError(f"unknown datatype {datatype}")
-    if not isinstance(data, list):
-        raise ValueError(f"data must be a JSON array, got {type(data).__name__}")
-    if datatype == "BYTES":
-        return np.array(data, dtype=object).reshape(shape)
-    values = np.asarray(data)
-    family = datatype.rstrip("0123456789")
-    kinds, wanted = _FAMILIES[family]
-    if values.size and family in ("INT", "UINT") and values.dtype.kind in "fO":
-        # Integers beyond int64 next to negative ones (numpy infers float64), or beyond uint64 (object): read
-        # them as Python ints, exactly; real floats are refused below.
-        items = np.asarray(data, dtype=object).reshape(-1)
-        if not all(type(item) is int for item in items):
-            raise ValueError(f"{datatype} data must be {wanted}")
-        _check_range(min(items), max(items), dtype, datatype)
-        values = np.array(items.tolist(), dtype=dtype).reshape(values.shape)
-    elif values.size:
-        if values.dtype.kind not in kinds:
-            raise ValueError(f"{datatype} data must be {wanted}")
-        if family in ("INT", "UINT"):
-            _check_range(int(values.min()), int(values.max()), dtype, datatype)
-    with np.errstate(over="ignore"):  # checked below
-        array = values.astype(dtype, copy=False).reshape(shape)
-    if array.dtype.kind == "f" and array.size and not np.isfinite(array).all():
-        raise ValueError(f"a value is out of range for {datatype}")
-    return array
-
-
-@dataclass(frozen=True, slots=True)
-class PlainRequest:
-    """A request with JSON tensors only; ``outputs`` names the requested outputs (empty: all of them)."""
-
-    id: str | None
-    inputs: list[PlainTensor]
-    outputs: frozenset[str]
 
 
 def load(body: bytes) -> dict[str, Any]:
@@ -132,99 +39,74 @@ def _field(doc: dict[str, Any], key: str, kind: type | tuple[type, ...], where: 
     return value
 
 
-def _tensor_header(tensor: Any, where: str) -> tuple[str, str, list[int], dict[str, Any] | None]:
-    if not isinstance(tensor, dict):
-        raise InvalidInputError(f"{where} must be an object with name, datatype, shape and data")
-    name = _field(tensor, "name", str, where)
-    datatype = _field(tensor, "datatype", str, where)
-    shape = _field(tensor, "shape", list, where)
-    if not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise InvalidInputError(f"{where}.shape must be a list of non-negative integers, got {shape}")
-    # KServe's InferInput upper-cases the datatype; both readings do.
-    return name, datatype.upper(), shape, _parameters(tensor, where)
-
-
-def _parameters(doc: dict[str, Any], where: str) -> dict[str, Any] | None:
-    """``parameters`` of a request, input or output: an object or absent (an empty object counts as absent)."""
+def _parameters(doc: dict[str, Any], where: str) -> dict[str, Any]:
+    """``parameters`` of a request, input or output: an object, or absent (read as empty)."""
     value = doc.get("parameters")
     if value is not None and not isinstance(value, dict):
         raise InvalidInputError(f"{where}.parameters must be an object, got {type(value).__name__}")
-    return value or None
+    return value or {}
 
 
-def _requested(doc: dict[str, Any]) -> list[RequestedOutput] | None:
-    if doc.get("outputs") is None:
-        return None
-    outputs = []
-    for j, wanted in enumerate(_field(doc, "outputs", list, "request")):
-        if not isinstance(wanted, dict):
-            raise InvalidInputError(f"outputs[{j}] must be an object with a name")
-        name = _field(wanted, "name", str, f"outputs[{j}]")
-        outputs.append(RequestedOutput(name=name, parameters=_parameters(wanted, f"outputs[{j}]")))
-    return outputs
+def _input(tensor: Any, where: str, body: bytes, offset: int, binary: bool) -> tuple[WireTensor, int]:
+    """One input, and where the next binary tensor starts."""
+    if not isinstance(tensor, dict):
+        raise InvalidInputError(f"{where} must be an object with name, datatype, shape and data")
+    name = _field(tensor, "name", str, where)
+    datatype = _field(tensor, "datatype", str, where).upper()  # as KServe reads it
+    shape = _field(tensor, "shape", list, where)
+    if not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise InvalidInputError(f"{where}.shape must be a list of non-negative integers, got {shape}")
+    size = _parameters(tensor, where).get("binary_data_size")
+    if "data" in tensor:
+        return WireTensor(name, datatype, shape, data=tensor["data"]), offset
+    if size is None or not binary:
+        raise InvalidInputError(f"{where} has neither 'data' nor binary data")
+    if not isinstance(size, int) or size < 0 or offset + size > len(body):
+        raise InvalidInputError(f"{where}: binary_data_size {size} runs past the end of the body")
+    return WireTensor(name, datatype, shape, raw=body[offset : offset + size]), offset + size
 
 
-def plain_request(doc: dict[str, Any]) -> PlainRequest | None:
-    """The request as :class:`PlainRequest`, or None when it needs KServe's objects (see the module doc)."""
-    if _parameters(doc, "request") is not None:
-        return None
-    inputs = []
-    for i, tensor in enumerate(_field(doc, "inputs", list, "request")):
-        name, datatype, shape, parameters = _tensor_header(tensor, f"inputs[{i}]")
-        if parameters is not None or "data" not in tensor:
-            return None
-        inputs.append(PlainTensor(name, datatype, shape, tensor["data"]))
-    outputs = _requested(doc)
-    if outputs is not None and any(o.parameters for o in outputs):
-        return None
-    request_id = doc.get("id")
-    return PlainRequest(
-        str(request_id) if request_id is not None else None,
-        inputs,
-        frozenset(o.name for o in outputs or ()),
-    )
-
-
-def parse_request(body: bytes, json_length: int | None, model_name: str) -> InferRequest:
-    """A v2 InferRequest from a JSON body, or from a JSON header followed by binary tensors."""
+def read_request(body: bytes, json_length: int | None = None, model: str = "") -> V2Request:
+    """A request from a JSON body, or (``json_length`` given) from a JSON header followed by binary tensors."""
     if json_length is not None and not 0 < json_length <= len(body):
-        raise InvalidInputError(f"{INFERENCE_CONTENT_LENGTH_HEADER} is {json_length}, body has {len(body)} bytes")
-    return infer_request(load(body if json_length is None else body[:json_length]), body, json_length, model_name)
+        raise InvalidInputError(f"{JSON_LENGTH_HEADER} is {json_length}, body has {len(body)} bytes")
+    return read_document(load(body if json_length is None else body[:json_length]), body, json_length, model)
 
 
-def infer_request(doc: dict[str, Any], body: bytes, json_length: int | None, model_name: str) -> InferRequest:
-    """:func:`parse_request` once the JSON (``doc``) is read; binary tensors follow it in ``body``."""
-    offset = json_length or 0
-    inputs = []
+def read_document(doc: dict[str, Any], body: bytes = b"", json_length: int | None = None, model: str = "") -> V2Request:
+    """:func:`read_request` once the JSON (``doc``) is read; binary tensors follow it in ``body``."""
+    parameters = _parameters(doc, "request")
+    offset, inputs = json_length or 0, []
     for i, tensor in enumerate(_field(doc, "inputs", list, "request")):
-        where = f"inputs[{i}]"
-        name, datatype, shape, parameters = _tensor_header(tensor, where)
-        infer_input = InferInput(name=name, shape=shape, datatype=datatype, parameters=parameters)
-        size = (parameters or {}).get("binary_data_size")
-        if "data" in tensor:
-            infer_input.data = tensor["data"]
-        elif size is not None and json_length is not None:
-            if not isinstance(size, int) or size < 0 or offset + size > len(body):
-                raise InvalidInputError(f"{where}: binary_data_size {size} runs past the end of the body")
-            infer_input._raw_data = body[offset : offset + size]
-            offset += size
-        else:
-            raise InvalidInputError(f"{where} has neither 'data' nor binary data")
-        inputs.append(infer_input)
-    outputs = _requested(doc)
+        wire, offset = _input(tensor, f"inputs[{i}]", body, offset, json_length is not None)
+        inputs.append(wire)
+    names, binary = [], {}
+    if doc.get("outputs") is not None:
+        for j, wanted in enumerate(_field(doc, "outputs", list, "request")):
+            if not isinstance(wanted, dict):
+                raise InvalidInputError(f"outputs[{j}] must be an object with a name")
+            names.append(_field(wanted, "name", str, f"outputs[{j}]"))
+            choice = _parameters(wanted, f"outputs[{j}]").get("binary_data")
+            if choice is not None:
+                binary[names[-1]] = bool(choice)
     request_id = doc.get("id")
-    return InferRequest(
-        model_name=model_name,
-        infer_inputs=inputs,
-        request_id=str(request_id) if request_id is not None else None,
-        parameters=_parameters(doc, "request"),
-        request_outputs=outputs,
+    return V2Request(
+        id=str(request_id) if request_id is not None else None,
+        inputs=inputs,
+        outputs=frozenset(names),
+        model=model,
+        binary_outputs=bool(parameters.get("binary_data_output", False)),
+        binary=binary,
     )
 
 
-def _wants_binary(response: InferResponse) -> bool:
-    requested = response._requested_outputs or []
-    return bool(response._use_binary_outputs) or any(o.binary_data for o in requested)
+def parse_request(body: bytes, json_length: int | None, model: str) -> V2Request:
+    """:func:`read_request` for the model named ``model``."""
+    return read_request(body, json_length, model)
+
+
+def _not_json(exc: Exception) -> InvalidInputError:
+    return InvalidInputError(f"output cannot be sent as JSON ({exc}); request binary outputs")
 
 
 def _json_data(array: np.ndarray, datatype: str) -> Any:
@@ -236,20 +118,6 @@ def _json_data(array: np.ndarray, datatype: str) -> Any:
     return np.ascontiguousarray(array).reshape(-1)
 
 
-def _not_json(exc: Exception) -> InvalidInputError:
-    return InvalidInputError(f"output cannot be sent as JSON ({exc}); request binary outputs")
-
-
-def _output(name: str, shape: Any, datatype: str, array: np.ndarray, parameters: Any = None) -> dict[str, Any]:
-    return {
-        "name": name,
-        "shape": list(shape),
-        "datatype": datatype,
-        "parameters": parameters or None,
-        "data": _json_data(array, datatype),
-    }
-
-
 def _dumps(doc: dict[str, Any]) -> bytes:
     try:
         return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
@@ -257,46 +125,36 @@ def _dumps(doc: dict[str, Any]) -> bytes:
         raise _not_json(exc) from exc
 
 
-def encode_plain(
-    outputs: Sequence[tuple[str, str, np.ndarray]], response_id: str, model_name: str, model_version: str
-) -> bytes:
-    """The JSON response body for ``(name, datatype, array)`` outputs: what :func:`encode_response` writes."""
-    return _dumps(
+def encode_result(result: V2Result, request: V2Request | None = None) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """The response body and headers; outputs ``request`` asks for in the binary layout follow the JSON."""
+    outputs, raw = [], []
+    for out in result.outputs:
+        doc: dict[str, Any] = {"name": out.name, "shape": list(out.array.shape), "datatype": out.datatype}
+        if request is not None and request.wants_binary(out.name):
+            raw.append(numpy_to_raw(out.array, out.datatype))
+            doc["parameters"] = {"binary_data_size": len(raw[-1])}
+        else:
+            doc["parameters"] = None
+            doc["data"] = _json_data(out.array, out.datatype)
+        outputs.append(doc)
+    header = _dumps(
         {
-            "model_name": model_name,
-            "model_version": model_version,
-            "id": response_id,
+            "model_name": result.model_name,
+            "model_version": result.model_version,
+            "id": result.id,
             "parameters": None,
-            "outputs": [_output(name, array.shape, datatype, array) for name, datatype, array in outputs],
+            "outputs": outputs,
         }
     )
-
-
-def encode_response(response: InferResponse) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-    """Body and headers; the binary extension is delegated to KServe's own encoder."""
-    if _wants_binary(response):
-        body, json_length = response.to_rest()
-        if isinstance(body, bytes):
-            return body, [
-                (b"content-type", b"application/octet-stream"),
-                (INFERENCE_CONTENT_LENGTH_HEADER.encode(), str(json_length).encode()),
-            ]
-        return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), JSON_HEADERS
-    outputs = [
-        _output(
-            out.name,
-            out.shape,
-            out.datatype,
-            out.data if isinstance(out.data, np.ndarray) else out.as_numpy(),
-            out.parameters,
-        )
-        for out in response.outputs
+    if not raw:
+        return header, JSON_HEADERS
+    return b"".join([header, *raw]), [
+        (b"content-type", b"application/octet-stream"),
+        (JSON_LENGTH_HEADER.encode(), str(len(header)).encode()),
     ]
-    doc = {
-        "model_name": response.model_name,
-        "model_version": response.model_version,
-        "id": response.id,
-        "parameters": response.parameters or None,
-        "outputs": outputs,
-    }
-    return _dumps(doc), JSON_HEADERS
+
+
+def encode_plain(outputs: list[Output], response_id: str, model_name: str, model_version: str) -> bytes:
+    """The JSON response body for ``outputs``, every one as JSON ``data``."""
+    body, _ = encode_result(V2Result(response_id, model_name, model_version, outputs))
+    return body

@@ -6,7 +6,7 @@ from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
 
 from core.errors import InvalidInputError
 from functions.contract import TensorSpec
-from functions.serving.tensors import decode_request, encode_response
+from functions.serving.kserve_objects import decode_request, encode_response
 
 TEXT = (TensorSpec("text", "BYTES", (-1,)),)
 PAIR = (TensorSpec("a", "FP32", (-1, 2)), TensorSpec("b", "INT64", (-1,)))

@@ -7,6 +7,7 @@ import numpy as np
 import orjson
 import pytest
 from kserve.protocol.infer_type import (
+    InferInput,
     InferOutput,
     InferRequest,
     InferResponse,
@@ -17,9 +18,18 @@ from kserve.protocol.rest.v2_datamodels import InferenceResponse
 
 from core.errors import InvalidInputError
 from functions.contract import TensorSpec
-from functions.serving.tensors import decode_inputs, decode_request, select_outputs
-from functions.serving.tensors import encode_response as encode_tensors
-from functions.serving.v2json import encode_plain, encode_response, infer_request, load, parse_request, plain_request
+from functions.serving.datatypes import raw_to_numpy
+from functions.serving.kserve_objects import decode_request, read_infer_request
+from functions.serving.kserve_objects import encode_response as encode_tensors
+from functions.serving.tensors import Output, V2Request, V2Result, decode_inputs, select_outputs
+from functions.serving.v2json import encode_plain, encode_result, load, parse_request, read_document, read_request
+
+
+def encode_response(response: InferResponse) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """Our encoder given what a KServe response object holds."""
+    outputs = [Output(o.name, o.datatype, o.data) for o in response.outputs]
+    result = V2Result(response.id, response.model_name, response.model_version, outputs)
+    return encode_result(result, V2Request(None, [], binary_outputs=bool(response._use_binary_outputs)))
 
 
 def response(outputs, requested=None, binary=False):
@@ -81,9 +91,10 @@ def test_binary_inputs_are_read_from_after_the_json_header():
     )
     request = parse_request(header + raw_x + raw_t, len(header), "m")
     assert request.id == "b1"
-    np.testing.assert_array_equal(request.inputs[0].as_numpy(), [[1.5, 2.5]])
-    assert list(request.inputs[1].as_numpy()) == [b"hi", b"there"]
-    assert request.request_outputs == [RequestedOutput("y", {"binary_data": True})]
+    x, t = (raw_to_numpy(i.raw, i.datatype, i.shape) for i in request.inputs if i.raw is not None)
+    np.testing.assert_array_equal(x, [[1.5, 2.5]])
+    assert list(t) == [b"hi", b"there"]
+    assert request.outputs == {"y"} and request.wants_binary("y")
 
 
 @pytest.mark.parametrize(
@@ -120,8 +131,16 @@ def tensor(name, datatype, shape, data):
     return {"name": name, "datatype": datatype, "shape": shape, "data": data}
 
 
+def kserve_request(doc) -> InferRequest:
+    """The request as KServe's objects carry it in process."""
+    inputs = [
+        InferInput(name=t["name"], shape=t["shape"], datatype=t["datatype"], data=t["data"]) for t in doc["inputs"]
+    ]
+    return InferRequest(model_name="m", infer_inputs=inputs)
+
+
 def decoded_both_ways(body: bytes, specs):
-    """(tensors or error message) through KServe's objects, and through the plain reading."""
+    """(tensors or error message) through KServe's objects, and through the REST reading."""
 
     def attempt(read):
         try:
@@ -129,10 +148,8 @@ def decoded_both_ways(body: bytes, specs):
         except InvalidInputError as exc:
             return exc.message
 
-    kserve = attempt(lambda: decode_request(parse_request(body, None, "m"), specs))
-    plain = plain_request(load(body))
-    assert plain is not None, body
-    return kserve, attempt(lambda: decode_inputs(plain.inputs, specs))
+    kserve = attempt(lambda: decode_request(kserve_request(load(body)), specs))
+    return kserve, attempt(lambda: decode_inputs(read_request(body).inputs, specs))
 
 
 @pytest.mark.parametrize(
@@ -155,7 +172,7 @@ def decoded_both_ways(body: bytes, specs):
         (PAIR, {"inputs": [tensor("a", "FP32", [1, 2], [1, 2]), tensor("b", "INT64", [1], [2**70])]}),
     ],
 )
-def test_plain_reading_decodes_and_rejects_like_kserve_objects(specs, doc):
+def test_rest_reading_decodes_and_rejects_like_kserve_objects(specs, doc):
     kserve, plain = decoded_both_ways(json.dumps(doc).encode(), specs)
     if isinstance(kserve, str):
         assert plain == kserve
@@ -167,23 +184,38 @@ def test_plain_reading_decodes_and_rejects_like_kserve_objects(specs, doc):
 
 
 @pytest.mark.parametrize(
-    ("doc", "plain"),
+    ("doc", "binary"),
     [
-        ({"inputs": [tensor("x", "FP32", [1], [1])]}, True),
-        ({"inputs": [tensor("x", "FP32", [1], [1])], "parameters": {}}, True),
-        ({"inputs": [{**tensor("x", "FP32", [1], [1]), "parameters": {}}]}, True),
-        ({"inputs": [tensor("x", "FP32", [1], [1])], "outputs": [{"name": "y", "parameters": {}}]}, True),
-        ({"inputs": [tensor("x", "FP32", [1], [1])], "parameters": {"binary_data_output": True}}, False),
+        ({"inputs": [tensor("x", "FP32", [1], [1])]}, False),
+        ({"inputs": [tensor("x", "FP32", [1], [1])], "parameters": {}}, False),
+        ({"inputs": [{**tensor("x", "FP32", [1], [1]), "parameters": {}}]}, False),
+        ({"inputs": [tensor("x", "FP32", [1], [1])], "outputs": [{"name": "y", "parameters": {}}]}, False),
+        ({"inputs": [tensor("x", "FP32", [1], [1])], "parameters": {"binary_data_output": True}}, True),
         ({"inputs": [{**tensor("x", "FP32", [1], [1]), "parameters": {"content_type": "str"}}]}, False),
         (
             {"inputs": [tensor("x", "FP32", [1], [1])], "outputs": [{"name": "y", "parameters": {"binary_data": 1}}]},
+            True,
+        ),
+        (
+            {
+                "inputs": [tensor("x", "FP32", [1], [1])],
+                "parameters": {"binary_data_output": True},
+                "outputs": [{"name": "y", "parameters": {"binary_data": False}}],
+            },
             False,
         ),
-        ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1]}]}, False),
     ],
 )
-def test_only_requests_without_parameters_or_binary_tensors_are_read_plainly(doc, plain):
-    assert (plain_request(doc) is not None) is plain
+def test_outputs_go_binary_only_when_the_extension_asks(doc, binary):
+    assert read_document(doc).wants_binary("y") is binary
+    kserve = InferRequest(
+        model_name="m",
+        infer_inputs=[],
+        parameters=doc.get("parameters"),
+        request_outputs=[RequestedOutput(o["name"], o.get("parameters")) for o in doc.get("outputs", [])] or None,
+    )
+    if "outputs" not in doc:
+        assert read_infer_request(kserve).wants_binary("y") is binary
 
 
 @pytest.mark.parametrize(
@@ -195,9 +227,9 @@ def test_only_requests_without_parameters_or_binary_tensors_are_read_plainly(doc
         ({"inputs": [], "outputs": [1]}, "outputs[0] must be an object"),
     ],
 )
-def test_plain_reading_rejects_malformed_requests_like_kserve_reading(doc, message):
+def test_a_read_document_and_a_read_body_reject_alike(doc, message):
     errors = []
-    for read in (plain_request, lambda d: infer_request(d, b"", None, "m")):
+    for read in (read_document, lambda d: read_request(orjson.dumps(d))):
         with pytest.raises(InvalidInputError) as err:
             read(doc)
         errors.append(err.value.message)
@@ -206,13 +238,15 @@ def test_plain_reading_rejects_malformed_requests_like_kserve_reading(doc, messa
 
 @pytest.mark.parametrize("outputs", OUTPUTS)
 @pytest.mark.parametrize("wanted", [set(), {"first"}])
-def test_plain_encoding_is_byte_for_byte_what_kserve_objects_give(outputs, wanted):
+def test_json_encoding_is_byte_for_byte_what_kserve_objects_give(outputs, wanted):
     specs = tuple(TensorSpec(n, d, (-1,) * a.ndim) for n, d, a in outputs)
     tensors = {n: a for n, _, a in outputs}
     names = {outputs[0][0]} if wanted else set()
     request = InferRequest(model_name="m", infer_inputs=[], request_outputs=[RequestedOutput(n) for n in names])
     through_kserve, _ = encode_response(encode_tensors(request, tensors, specs, "r1", "m", "7"))
     assert encode_plain(select_outputs(names, tensors, specs), "r1", "m", "7") == through_kserve
+    if wanted:  # a requested output is the only one written
+        assert [o["name"] for o in orjson.loads(through_kserve)["outputs"]] == [outputs[0][0]]
 
 
 def one(datatype: str) -> tuple[TensorSpec, ...]:
@@ -285,7 +319,7 @@ def test_a_lower_case_datatype_reads_as_kserve_reads_it():
     ],
 )
 def test_parameters_that_are_not_objects_are_rejected_on_both_readings(doc, message):
-    for read in (plain_request, lambda d: infer_request(d, b"", None, "m")):
+    for read in (read_document, lambda d: read_request(orjson.dumps(d))):
         with pytest.raises(InvalidInputError) as err:
             read(doc)
         assert message in err.value.message
@@ -295,6 +329,6 @@ def test_parameters_that_are_not_objects_are_rejected_on_both_readings(doc, mess
 def test_a_bytes_output_that_is_not_utf8_asks_for_binary_outputs_on_both_encoders():
     outputs = [("label", "BYTES", np.array([b"\xff"], dtype=object))]
     with pytest.raises(InvalidInputError, match="request binary outputs"):
-        encode_plain(outputs, "r1", "m", "7")
+        encode_plain([Output(*o) for o in outputs], "r1", "m", "7")
     with pytest.raises(InvalidInputError, match="request binary outputs"):
         encode_response(response(outputs))
