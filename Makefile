@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# checkov checks the rendered manifests; it lives in its own venv because its pins clash with the project's.
+TOOLS := .venv-tools
+CHECKOV_VERSION := 3.3.30
 
-.PHONY: install up test lint bench clean
+.PHONY: install tools up test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +19,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+$(TOOLS)/bin/checkov:
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+
+tools: $(TOOLS)/bin/checkov
+
 up: install
 	$(BIN)/wakeserve up
 
-test: install
+test: install tools
 	$(BIN)/python -m pytest
 
 lint: install
@@ -31,4 +40,4 @@ bench: install
 	$(BIN)/python -m bench.sync
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
