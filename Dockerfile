@@ -29,6 +29,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/pyproject
  && python -c "import torch; assert torch.__version__.startswith('${TORCH_VERSION}'), torch.__version__"
 
 FROM ${BASE_IMAGE} AS runtime
+# Above 10000, so the user matches none of the node's; the manifests' runAsUser/runAsGroup repeat it.
 ARG UID=10001
 # tar: skaffold copies synced files into the running container with `tar`; fail the build if it is missing.
 RUN tar --version >/dev/null \

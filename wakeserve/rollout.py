@@ -5,7 +5,10 @@ rollout, the candidate. Every tick it reads each ready replica's per-version sta
 replica has the candidate loaded and the current canary share set (replicas started during a rollout catch
 up), asks :func:`wakeserve.canary.decide` what to do, and does it on every replica. A replica whose active
 version is neither the stable nor the candidate one (it missed a promotion) is drained and replaced, so
-no replica serves a version the controller no longer knows.
+no replica serves a version the controller no longer knows. A version is its label and its artifact digest:
+a replica serving a known label from other artifacts is just as unknown.
+
+Replicas are driven through their admin listener (``Replica.admin_url``), with the admin token when set.
 
 When a step does not get the candidate requests it needs (no traffic, or too little for a small share), the
 controller asks the replicas to probe both versions with the function's golden inputs (see
@@ -44,13 +47,22 @@ class RolloutController:
     """Canary rollouts and version consistency for the replicas of one function."""
 
     def __init__(
-        self, pool: ReplicaPool, client: httpx.AsyncClient, *, tick_s: float = 0.5, follow_replicas: bool = False
+        self,
+        pool: ReplicaPool,
+        client: httpx.AsyncClient,
+        *,
+        tick_s: float = 0.5,
+        follow_replicas: bool = False,
+        admin_token: str | None = None,
     ) -> None:
         self.follow_replicas = follow_replicas  # watch mode: replicas change versions themselves
         self.pool = pool
         self.client = client
         self.tick_s = tick_s
+        self.headers = {"authorization": f"Bearer {admin_token}"} if admin_token else {}
         self.stable: str | None = None
+        self.stable_digest: str | None = None  # None: not known yet, any digest is taken
+        self.candidate_digest: str | None = None
         self.rollout: Rollout | None = None
         self._cursors: dict[int, int] = {}
         self._lock = asyncio.Lock()
@@ -62,6 +74,7 @@ class RolloutController:
         if request.version == self.stable:
             raise ConflictError(f"{request.version} is already the stable version of {self.pool.function}")
         self.rollout = Rollout(request, self.stable)
+        self.candidate_digest = None
         self.rollout.note(f"started: {request.model_uri or 'same artifacts'} as {request.version}")
         return self.rollout
 
@@ -94,6 +107,7 @@ class RolloutController:
         return {
             "function": self.pool.function,
             "stable": self.stable,
+            "stable_digest": self.stable_digest,
             "rollout": self.rollout.describe() if self.rollout else None,
             "replicas": [
                 {"index": r.index, "state": r.state.value, "version": r.version, "candidate": r.candidate}
@@ -121,6 +135,7 @@ class RolloutController:
         versions = [s.active for _, s in observed]
         if versions and (self.stable is None or self.follow_replicas):
             self.stable = max(versions, key=versions.count) if self.follow_replicas else versions[0]
+            self.stable_digest = None if self.follow_replicas else observed[0][1].active_digest
         if not self.follow_replicas:
             await self._enforce_versions(observed)
         rollout = self.rollout
@@ -133,8 +148,9 @@ class RolloutController:
     async def _observe(self, replica: Replica) -> StatsDocument:
         after = self._cursors.get(replica.index, -1)
         response = await self.client.get(
-            f"{replica.url}/wakeserve/models/{self.pool.function}/stats",
+            f"{replica.admin_url}/wakeserve/models/{self.pool.function}/stats",
             params={"after": max(after, 0)},
+            headers=self.headers,
             timeout=5,
         )
         response.raise_for_status()
@@ -147,21 +163,29 @@ class RolloutController:
         self._cursors[replica.index] = doc.last
         return doc
 
-    def _known(self) -> set[str | None]:
-        known = {self.stable}
+    def _known(self) -> dict[str | None, str | None]:
+        """Known labels and the digest each must have (None: not learned yet, any)."""
+        known = {self.stable: self.stable_digest}
         if self.rollout is not None and self.rollout.phase in ACTIVE_PHASES:
-            known.add(self.rollout.request.version)
+            known[self.rollout.request.version] = self.candidate_digest
         return known
 
     async def _enforce_versions(self, observed: list[tuple[Replica, StatsDocument]]) -> None:
         known = self._known()
         for replica, state in observed:
-            if state.active not in known and replica.state is State.READY:
-                log.warning(
-                    "%s-%d serves %s, which is not a known version (%s); replacing it",
-                    self.pool.function, replica.index, state.active, ", ".join(sorted(str(k) for k in known)),
-                )  # fmt: skip
-                await self.pool.replace(replica)
+            if replica.state is not State.READY:
+                continue
+            label_known = state.active in known
+            digest = known.get(state.active)
+            if label_known and (digest is None or state.active_digest in (None, digest)):
+                continue
+            why = "not a known version" if not label_known else f"digest {state.active_digest}, not {digest}"
+            log.warning(
+                "%s-%d serves %s (%s); known: %s; replacing it",
+                self.pool.function, replica.index, state.active, why,
+                ", ".join(f"{k} ({d or 'any digest'})" for k, d in sorted(known.items(), key=str)),
+            )  # fmt: skip
+            await self.pool.replace(replica)
 
     async def _converge(self, rollout: Rollout, observed: list[tuple[Replica, StatsDocument]], now: float) -> None:
         version = rollout.request.version
@@ -178,6 +202,12 @@ class RolloutController:
                 await self._roll_back(rollout, Phase.FAILED, f"replica {replica.index}: {candidate.error}")
                 return
             if candidate.state is SlotState.READY and candidate.version == version:
+                if self.candidate_digest is None:
+                    self.candidate_digest = candidate.digest
+                elif candidate.digest not in (None, self.candidate_digest):
+                    reason = f"replica {replica.index} loaded {version} with digest {candidate.digest}, "
+                    await self._roll_back(rollout, Phase.FAILED, reason + f"others with {self.candidate_digest}")
+                    return
                 loaded.append(replica)
                 if rollout.phase is Phase.CANARY and doc.canary_percent != rollout.percent:
                     await self._post(replica, "slots/canary", CanaryRequest(percent=rollout.percent).model_dump())
@@ -205,9 +235,10 @@ class RolloutController:
 
     async def _probe(self, rollout: Rollout, replica: Replica, rounds: int) -> None:
         """Golden-input calls on both versions of one replica, recorded as synthetic evidence."""
-        url = f"{replica.url}/wakeserve/models/{self.pool.function}/slots/probe"
+        url = f"{replica.admin_url}/wakeserve/models/{self.pool.function}/slots/probe"
         try:
-            response = await self.client.post(url, json=ProbeRequest(rounds=rounds).model_dump(), timeout=30)
+            body = ProbeRequest(rounds=rounds).model_dump()
+            response = await self.client.post(url, json=body, headers=self.headers, timeout=30)
         except httpx.HTTPError as exc:
             log.warning("%s-%d: probe failed: %s", self.pool.function, replica.index, exc)
             return
@@ -243,7 +274,7 @@ class RolloutController:
         version = rollout.request.version
         # New replicas start with the new version from now on; then every running replica switches.
         self.pool.set_model(rollout.request.model_uri, version)
-        self.stable, rollout.phase = version, Phase.PROMOTED
+        self.stable, self.stable_digest, rollout.phase = version, self.candidate_digest, Phase.PROMOTED
         results = await asyncio.gather(
             *(self._post(r, "slots/promote", {}) for r in self.pool.ready()), return_exceptions=True
         )
@@ -258,7 +289,10 @@ class RolloutController:
     # -- HTTP to replicas ------------------------------------------------------------------------------------
     async def _post(self, replica: Replica, path: str, body: dict[str, Any]) -> dict[str, Any]:
         response = await self.client.post(
-            f"{replica.url}/wakeserve/models/{self.pool.function}/{path}", json=body, timeout=10
+            f"{replica.admin_url}/wakeserve/models/{self.pool.function}/{path}",
+            json=body,
+            headers=self.headers,
+            timeout=10,
         )
         if response.status_code >= 400:
             log.warning("%s-%d: %s answered %d: %s", self.pool.function, replica.index, path,

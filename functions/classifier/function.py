@@ -32,9 +32,12 @@ class Classifier(Function):
 
     def load(self, artifacts: Path | None) -> None:
         from functions.classifier.head import load_head, packaged_artifact
+        from functions.text.checkpoint import check_checkpoint
         from functions.text.encoder import SentenceEncoder, default_checkpoint
 
         head = load_head(artifacts or packaged_artifact())
+        if self.encoder_checkpoint is not None:
+            check_checkpoint(self.encoder_checkpoint)
         encoder = SentenceEncoder(self.encoder_checkpoint or default_checkpoint())
         if encoder.dim != head.config.input_dim:
             raise ValueError(f"head expects {head.config.input_dim}-d embeddings, encoder gives {encoder.dim}")

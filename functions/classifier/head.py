@@ -10,6 +10,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from core.errors import ArtifactError
+from functions.serving.artifact_checks import expect_shapes
+
 WEIGHTS = "head.safetensors"
 CONFIG = "head.json"
 
@@ -51,16 +54,39 @@ def load_head(directory: Path) -> ClassifierHead:
     config_file, weights_file = directory / CONFIG, directory / WEIGHTS
     if not config_file.is_file() or not weights_file.is_file():
         raise FileNotFoundError(f"{directory} must contain {CONFIG} and {WEIGHTS}")
-    raw = json.loads(config_file.read_text())
-    config = HeadConfig(
-        input_dim=int(raw["input_dim"]),
-        hidden_dim=int(raw["hidden_dim"]),
-        labels=tuple(raw["labels"]),
-        version=str(raw["version"]),
-    )
+    config = read_config(config_file)
+    expect_shapes(weights_file, expected_tensors(config))
     head = ClassifierHead(config)
     head.load_state_dict(load_file(str(weights_file)))
     return head.eval()
+
+
+def read_config(path: Path) -> HeadConfig:
+    """``head.json``, with every field of the right type and every dimension positive."""
+    try:
+        raw = json.loads(path.read_text())
+        config = HeadConfig(
+            input_dim=int(raw["input_dim"]),
+            hidden_dim=int(raw["hidden_dim"]),
+            labels=tuple(str(label) for label in raw["labels"]),
+            version=str(raw["version"]),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{path.name} is not a valid head config: {exc}") from exc
+    if config.input_dim < 1 or config.hidden_dim < 1 or len(config.labels) < 2:
+        raise ArtifactError(f"{path.name}: dimensions must be positive and there must be at least two labels")
+    return config
+
+
+def expected_tensors(config: HeadConfig) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """The weights a head of ``config`` has, as the safetensors header must list them."""
+    hidden, classes = config.hidden_dim, len(config.labels)
+    return {
+        "net.0.weight": ("F32", (hidden, config.input_dim)),
+        "net.0.bias": ("F32", (hidden,)),
+        "net.3.weight": ("F32", (classes, hidden)),
+        "net.3.bias": ("F32", (classes,)),
+    }
 
 
 def packaged_artifact() -> Path:

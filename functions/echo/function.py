@@ -4,12 +4,14 @@ Its optional artifact (a directory with ``config.json``) makes versions of it fo
 benchmarks: ``{"version": "v2", "scale": 1.0, "delay_ms": 0, "error_rate": 0.0, "healthy_calls": 0,
 "ballast_mb": 0}``. ``scale`` multiplies the output (a wrong model), ``delay_ms`` and ``error_rate`` apply
 to every call after the first ``healthy_calls`` (a version that passes its gates, then degrades under
-traffic), ``ballast_mb`` holds that much memory while loaded.
+traffic), ``ballast_mb`` holds that much memory while loaded. Values out of range are refused before
+anything is allocated.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 import time
@@ -17,7 +19,20 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import ArtifactError
 from functions.contract import BatchingDefaults, Function, Tensors, TensorSpec
+
+MAX_BALLAST_MB = 1024.0
+MAX_DELAY_MS = 60_000.0
+
+
+def _number(config: dict[str, object], key: str, default: float, low: float, high: float) -> float:
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ArtifactError(f"config.json: {key} must be a number, got {value!r}")
+    if not low <= value <= high:
+        raise ArtifactError(f"config.json: {key} must be within {low:g}..{high:g}, got {value!r}")
+    return float(value)
 
 
 class Echo(Function):
@@ -44,12 +59,14 @@ class Echo(Function):
         if config_path is None or not config_path.is_file():
             return
         config = json.loads(config_path.read_text())
+        if not isinstance(config, dict):
+            raise ArtifactError("config.json must be an object")
         self.version = str(config.get("version", artifacts.name if artifacts else self.version))
-        self.scale = float(config.get("scale", 1.0))
-        self.delay_s = float(config.get("delay_ms", 0.0)) / 1000.0
-        self.error_rate = float(config.get("error_rate", 0.0))
-        self.healthy_calls = int(config.get("healthy_calls", 0))
-        self.ballast = bytes(int(float(config.get("ballast_mb", 0)) * 2**20))
+        self.scale = _number(config, "scale", 1.0, -1e6, 1e6)
+        self.delay_s = _number(config, "delay_ms", 0.0, 0.0, MAX_DELAY_MS) / 1000.0
+        self.error_rate = _number(config, "error_rate", 0.0, 0.0, 1.0)
+        self.healthy_calls = int(_number(config, "healthy_calls", 0, 0, 1e9))
+        self.ballast = bytes(int(_number(config, "ballast_mb", 0.0, 0.0, MAX_BALLAST_MB) * 2**20))
 
     def infer(self, inputs: Tensors) -> Tensors:
         with self._lock:

@@ -26,9 +26,12 @@ class Embedder(Function):
         self.encoder: SentenceEncoder | None = None
 
     def load(self, artifacts: Path | None) -> None:
+        from functions.text.checkpoint import check_checkpoint
         from functions.text.encoder import SentenceEncoder, default_checkpoint
 
         checkpoint = artifacts or default_checkpoint()
+        if artifacts is not None:
+            check_checkpoint(artifacts)  # before transformers allocates what config.json claims
         self.encoder = SentenceEncoder(checkpoint)
         self.outputs = (TensorSpec("embedding", "FP32", (-1, self.encoder.dim)),)
         self.version = checkpoint.name if artifacts else "all-MiniLM-L6-v2"

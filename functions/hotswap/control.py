@@ -11,11 +11,14 @@ canary share, promote, abort, probe; and per-version request statistics for the 
     GET  /wakeserve/models/{name}/stats?after=N    per-version counters and latency samples after sequence N,
                                                     the versions in both slots and the canary share
 
-Every body and answer is a model of :mod:`functions.hotswap.documents`.
+Every body and answer is a model of :mod:`functions.hotswap.documents`. The routes belong on the replica's
+admin listener (:mod:`functions.serving.admin`), never on the inference port; a candidate is held to the
+replica's :class:`~functions.hotswap.authority.Authority`, and every action is reported to ``audit``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -23,11 +26,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from core.errors import InvalidInputError, UnknownModelError
+from functions.hotswap.authority import Authority
 from functions.hotswap.candidate import CandidateSpec
 from functions.hotswap.documents import (
     CanaryRequest,
     CandidateSlotDocument,
     ProbeRequest,
+    SlotDocument,
     SlotState,
     StatsDocument,
     parse,
@@ -50,8 +55,21 @@ async def _json(request: Request) -> Any:
 
 _CANARY = 'expected {"percent": a number from 0 to 100}'
 
+Audit = Callable[[Request, str, str, str], None]  # (request, action, model, what it was about)
 
-def add_control_routes(app: FastAPI, models: dict[str, FunctionModel]) -> None:
+
+def _about(slot: SlotDocument | None, fallback: str = "") -> str:
+    return fallback if slot is None else f"version {slot.version} digest {slot.digest or '-'}"
+
+
+def add_control_routes(
+    app: FastAPI,
+    models: dict[str, FunctionModel],
+    authorities: dict[str, Authority],
+    audit: Audit,
+) -> None:
+    """The control API of ``models`` on ``app``; candidates checked by ``authorities`` (by model name)."""
+
     def model(name: str) -> FunctionModel:
         found = models.get(name)
         if found is None:
@@ -66,23 +84,36 @@ def add_control_routes(app: FastAPI, models: dict[str, FunctionModel]) -> None:
 
     async def load(name: str, request: Request) -> JSONResponse:
         m = model(name)
-        m.lifecycle.load_candidate(CandidateSpec.from_json(await _json(request)))
+        spec = CandidateSpec.from_json(await _json(request))
+        wanted = f"version {spec.version or '-'} from {spec.model_uri or 'the active source'}"
+        skips = f", skipping {','.join(sorted(spec.skip_gates))}" if spec.skip_gates else ""
+        try:
+            authorities[name].check(spec)
+        except Exception as exc:
+            audit(request, "load refused", name, f"{wanted}{skips}: {exc}")
+            raise
+        m.lifecycle.load_candidate(spec)
+        audit(request, "load", name, wanted + skips)
         return JSONResponse(slots_json(m), status_code=202)
 
-    async def promote(name: str) -> dict[str, Any]:
+    async def promote(name: str, request: Request) -> dict[str, Any]:
         m = model(name)
-        m.lifecycle.promote()
+        promoted = m.lifecycle.promote()
+        audit(request, "promote", name, _about(promoted.describe()))
         return slots_json(m)
 
-    async def abort(name: str) -> dict[str, Any]:
+    async def abort(name: str, request: Request) -> dict[str, Any]:
         m = model(name)
-        m.lifecycle.abort("aborted through the control API")
+        dropped = m.lifecycle.abort("aborted through the control API")
+        audit(request, "abort", name, _about(None if dropped is None else dropped.describe(), "no candidate"))
         return slots_json(m)
 
     async def canary(name: str, request: Request) -> dict[str, Any]:
         m = model(name)
         body = parse(CanaryRequest, await _json(request), {"": _CANARY, "percent": _CANARY})
         m.lifecycle.set_canary(body.percent)
+        candidate = m.lifecycle.candidate
+        audit(request, f"canary {body.percent:g}%", name, _about(None if candidate is None else candidate.describe()))
         return slots_json(m)
 
     async def probe_slots(name: str, request: Request) -> dict[str, Any]:
@@ -98,10 +129,13 @@ def add_control_routes(app: FastAPI, models: dict[str, FunctionModel]) -> None:
             versions=m.stats.versions(),
             samples=m.stats.since(after),
             active=m.version,
+            active_digest=None if m.lifecycle.active is None else m.lifecycle.active.digest,
             candidate=candidate.version if candidate is not None and candidate.state is SlotState.READY else None,
             candidate_slot=None
             if candidate is None
-            else CandidateSlotDocument(version=candidate.version, state=candidate.state, error=candidate.error),
+            else CandidateSlotDocument(
+                version=candidate.version, state=candidate.state, error=candidate.error, digest=candidate.digest
+            ),
             canary_percent=m.lifecycle.canary.percent,
         )
         return doc.model_dump(mode="json")

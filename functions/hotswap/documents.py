@@ -80,6 +80,7 @@ class SlotDocument(_Document):
     """One slot as ``GET .../slots`` shows it."""
 
     version: str
+    digest: str | None = None  # content digest of the artifacts; with the version, the slot's identity
     source: str
     state: SlotState
     inflight: int
@@ -117,6 +118,7 @@ class CandidateSlotDocument(_Document):
     version: str
     state: SlotState
     error: str | None
+    digest: str | None = None
 
 
 D = TypeVar("D", bound=BaseModel)
@@ -130,6 +132,7 @@ class StatsDocument(_Document):
     versions: dict[str, VersionCountsDocument]
     samples: list[Sample] = Field(default_factory=list)
     active: str
+    active_digest: str | None = None  # a version is its label and its artifact digest
     candidate: str | None  # the candidate's version once it passed its gates, else None
     candidate_slot: CandidateSlotDocument | None
     canary_percent: float

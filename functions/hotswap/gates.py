@@ -19,6 +19,7 @@ import numpy as np
 from functions.contract import Tensors, TensorSpec
 
 SKIPPABLE = frozenset({"contract", "golden", "latency", "memory"})
+DEFAULT_MEMORY_BUDGET_MB = 4096.0  # a replica with two versions of the largest packaged model stays well below
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class GatePolicy:
     latency_factor: float = 1.5
     latency_slack_s: float = 0.002
     latency_runs: int = 15
-    memory_budget_mb: float | None = None
+    memory_budget_mb: float | None = DEFAULT_MEMORY_BUDGET_MB
 
 
 @dataclass(frozen=True)

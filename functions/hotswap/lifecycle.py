@@ -33,6 +33,7 @@ from functions.hotswap.gates import (
     skipped,
 )
 from functions.hotswap.slots import BatchingConfig, CanarySplit, Slot
+from functions.serving import artifact_checks
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,13 @@ class Lifecycle:
     _releases: set[asyncio.Task[None]] = field(default_factory=set)
     _base_uri: str | None = None
     _baseline_task: asyncio.Task[None] | None = None
+    first_digest: str | None = None  # of the artifacts the first version was resolved from
+
+    def resolve_first(self, function: Function, model_uri: str | None) -> Path | None:
+        """Blocking: the first version's artifacts, noting their digest for :meth:`install_active`."""
+        path = self.resolve(function, model_uri)
+        self.first_digest = artifact_checks.digest(path)
+        return path
 
     # -- routing ---------------------------------------------------------------------------------------------
     def pick(self) -> Slot:
@@ -88,6 +96,8 @@ class Lifecycle:
 
     def install_active(self, slot: Slot, model_uri: str | None) -> None:
         slot.state = SlotState.ACTIVE
+        if slot.digest is None:
+            slot.digest = self.first_digest
         self.active, self._base_uri = slot, model_uri
         self._note("active", slot.version, slot.source)
         self._baseline_task = asyncio.get_running_loop().create_task(self._measure_baseline(slot))
@@ -137,7 +147,9 @@ class Lifecycle:
             function = slot.function
 
             def load() -> None:
-                function.load(self.resolve(function, uri))
+                path = self.resolve(function, uri)
+                slot.digest = artifact_checks.digest(path)
+                function.load(path)
 
             with collector_paused():
                 await loop.run_in_executor(loader, loading_quietly(StepAside(self._active_busy), load))
@@ -148,7 +160,7 @@ class Lifecycle:
             slot.version = (spec.version or function.version) + spec.version_suffix
             detail = f"loaded in {loaded_s:.2f}s, warmed up in {slot.load_s - loaded_s:.2f}s"
             slot.gates.append(GateResult("load", True, detail))
-            self._note("loaded", slot.version, detail)
+            self._note("loaded", slot.version, f"{detail}; digest {slot.digest}")
             slot.state = SlotState.GATING
             await self._gate(slot, spec, before)
         except asyncio.CancelledError:
@@ -168,7 +180,7 @@ class Lifecycle:
             return
         slot.state = SlotState.READY
         self._note("gated", slot.version, "; ".join(g.detail for g in slot.gates if not g.skipped))
-        log.info("candidate %s of %s passed its gates", slot.version, self.name)
+        log.info("candidate %s (digest %s) of %s passed its gates", slot.version, slot.digest, self.name)
         if spec.promote:
             self.promote()
 
@@ -274,7 +286,9 @@ class Lifecycle:
         if candidate.source != "packaged":
             self._base_uri = candidate.source
         self._note("promoted", candidate.version, f"replaced {old.version}")
-        log.info("%s: version %s is active (was %s)", self.name, candidate.version, old.version)
+        log.info(
+            "%s: version %s (digest %s) is active (was %s)", self.name, candidate.version, candidate.digest, old.version
+        )
         self._release(old)
         return candidate
 

@@ -49,6 +49,7 @@ class Slot:
         self.function = function
         self.source = source
         self.version = function.version
+        self.digest: str | None = None  # of the artifacts, once resolved
         self.state = SlotState.LOADING
         self.gates: list[GateResult] = []
         self.error: str | None = None
@@ -102,6 +103,7 @@ class Slot:
     def describe(self) -> SlotDocument:
         return SlotDocument(
             version=self.version,
+            digest=self.digest,
             source=self.source,
             state=self.state,
             inflight=self.inflight,

@@ -19,9 +19,10 @@ from events.settings import EventSettings
 from functions import catalog
 from functions.contract import Function
 from functions.hotswap import watch
+from functions.hotswap.authority import Authority
 from functions.hotswap.control import add_control_routes
 from functions.hotswap.gates import GatePolicy, load_golden
-from functions.serving import artifacts
+from functions.serving import admin, artifact_checks, artifacts
 from functions.serving.event_invoker import InProcessInvoker
 from functions.serving.events_bridge import add_cloudevents_route
 from functions.serving.metrics import PredictorMetrics
@@ -75,14 +76,27 @@ def resolve_artifacts(function: Function, model_uri: str | None, settings: Predi
         return make_s3_client(settings.s3_endpoint)
 
     encoder = artifacts.resolve(settings.encoder_uri, settings.model_cache_dir, client)
+    artifact_checks.check_directory(encoder, settings.max_artifact_bytes)
     if encoder is not None and hasattr(function, "encoder_checkpoint"):
         function.encoder_checkpoint = encoder
-    return artifacts.resolve(model_uri, settings.model_cache_dir, client)
+    path = artifacts.resolve(model_uri, settings.model_cache_dir, client)
+    artifact_checks.check_directory(path, settings.max_artifact_bytes)
+    return path
 
 
 def artifact_resolver(model: FunctionModel, settings: PredictorSettings) -> Path | None:
-    """Runs on the model's worker thread: the first version's artifacts."""
-    return resolve_artifacts(model.function, settings.model_uri, settings)
+    """Runs on the model's worker thread: the first version's artifacts (their digest noted)."""
+    return model.lifecycle.resolve_first(model.function, settings.model_uri)
+
+
+def authority(name: str, settings: PredictorSettings, events: EventSettings) -> Authority:
+    """What the control API may load into ``name``: never from the buckets event senders write to."""
+    return Authority(
+        allowlist=settings.uri_allowlist(),
+        packaged_dir=watch.package_dir(name),
+        forbidden_buckets=events.allowed_buckets | {events.results_bucket},
+        skippable_gates=settings.skippable_gates(),
+    )
 
 
 class DeferredProcessor:
@@ -126,6 +140,10 @@ def run(
         grace_period_s=settings.grace_period_s,
         max_body_bytes=settings.max_body_bytes,
         startup=startup,
+        admin_host=settings.admin_host,
+        admin_port=settings.admin_port,
+        admin_token=settings.admin_secret(),
+        enable_repository_api=settings.enable_repository_api,
     )
     event_settings = events or EventSettings()
 
@@ -136,7 +154,7 @@ def run(
 
     processor = DeferredProcessor(build)
     add_cloudevents_route(server.rest_app, processor.get)
-    add_control_routes(server.rest_app, {name: model})
+    add_control_routes(server.admin_app, {name: model}, {name: authority(name, settings, event_settings)}, admin.audit)
 
     async def consumer(stop: asyncio.Event) -> None:
         # Started while the model loads: the Kafka/S3 clients are built and the group joined (tansu takes

@@ -3,6 +3,7 @@
 KServe's ``ModelServer`` binds 0.0.0.0 and only starts listening once the model is loaded. We compose the
 same parts (``DataPlane``, the v2 routes, the gRPC servicer) ourselves so that the replica binds 127.0.0.1 by
 default, answers liveness at once, and reports ready only after artifacts are loaded and warm-up has run.
+A second, private listener (:mod:`functions.serving.admin`) carries everything that is not inference.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from kserve.protocol.rest.v2_endpoints import register_v2_endpoints
 from prometheus_client import CollectorRegistry, exposition
 
+from core.errors import NotImplementedFeatureError
+from functions.serving.admin import ASGIApp, build_admin_app, guarded
 from functions.serving.rest import V2InferRoute
 from functions.serving.runtime import FunctionModel
 from functions.serving.startup import StartupTimeline
@@ -39,7 +42,6 @@ from functions.serving.v2grpc import V2Servicer
 
 log = logging.getLogger(__name__)
 GRPC_MAX_MESSAGE = 64 * 1024 * 1024
-MAX_STARTUP_WAIT_S = 600.0
 
 
 class ReplicaDataPlane(DataPlane):  # type: ignore[misc]
@@ -58,27 +60,32 @@ class ReplicaDataPlane(DataPlane):  # type: ignore[misc]
         return model
 
 
-def build_app(dataplane: DataPlane, registry: CollectorRegistry, startup: StartupTimeline) -> FastAPI:
-    """The REST application: v2 routes, /metrics, /wakeserve/startup and the error translation."""
+def build_app(dataplane: DataPlane, registry: CollectorRegistry) -> FastAPI:
+    """The inference application: v2 routes, /metrics and the error translation, and nothing that changes
+    or reveals the replica (see :mod:`functions.serving.admin`)."""
     # KServe's v2 routes build their responses with orjson, as plain KServe does; FastAPI 0.16x flags it.
     warnings.filterwarnings("ignore", category=FastAPIDeprecationWarning)
-    app = FastAPI(title="wakeserve predictor", docs_url=None, redoc_url=None, default_response_class=ORJSONResponse)
+    app = FastAPI(
+        title="wakeserve predictor",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        default_response_class=ORJSONResponse,
+    )
 
     async def metrics(request: Request) -> Response:
         encoder, content_type = exposition.choose_encoder(request.headers.get("accept", ""))
         return Response(content=encoder(registry), headers={"content-type": content_type})
 
-    async def startup_phases(wait: float = 0.0) -> dict[str, Any]:
-        # A starting replica's caller can wait here with one request instead of polling readiness, which
-        # takes the GIL from the loading thread on every poll.
-        if wait > 0:
-            await startup.wait_ready(min(wait, MAX_STARTUP_WAIT_S))
-        return startup.report()
+    async def no_repository(model_name: str) -> None:
+        raise NotImplementedFeatureError("the model repository extension is not served on the inference port")
 
     app.add_api_route("/metrics", metrics, methods=["GET"])
-    app.add_api_route("/wakeserve/startup", startup_phases, methods=["GET"])
     app.add_api_route("/", dataplane.live, methods=["GET"])
-    register_v2_endpoints(app, dataplane, ModelRepositoryExtension(model_registry=dataplane.model_registry))
+    # Registered before KServe's routes, so these match first and KServe's repository routes are unreachable.
+    for action in ("load", "unload"):
+        app.add_api_route(f"/v2/repository/models/{{model_name}}/{action}", no_repository, methods=["POST"])
+    register_v2_endpoints(app, dataplane, None)
     install_http_handlers(app)
     return app
 
@@ -86,7 +93,7 @@ def build_app(dataplane: DataPlane, registry: CollectorRegistry, startup: Startu
 class _Server(uvicorn.Server):
     """Uvicorn that exits cleanly on SIGTERM/SIGINT (not re-raising the signal) and marks ``listening``."""
 
-    def __init__(self, config: uvicorn.Config, startup: StartupTimeline) -> None:
+    def __init__(self, config: uvicorn.Config, startup: StartupTimeline | None) -> None:
         super().__init__(config)
         self.startup_timeline = startup
         self.listening = asyncio.Event()
@@ -94,8 +101,14 @@ class _Server(uvicorn.Server):
     async def startup(self, sockets: list[Any] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
-            self.startup_timeline.mark("listening")
+            if self.startup_timeline is not None:
+                self.startup_timeline.mark("listening")
             self.listening.set()
+
+    @property
+    def bound_port(self) -> int:
+        """The port actually bound (the configured one, or the one picked for port 0)."""
+        return int(self.servers[0].sockets[0].getsockname()[1])
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -107,6 +120,27 @@ class _Server(uvicorn.Server):
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+
+
+class _AdminServer(_Server):
+    """The admin listener: stopped with the inference server, so it leaves the process's signals alone."""
+
+    admin_token: str | None = None
+
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            token = "bearer token required" if self.admin_token else "no token"
+            log.info(
+                "admin listener (control API, startup, OpenAPI) on http://%s:%d (%s)",
+                self.config.host,
+                self.bound_port,
+                token,
+            )
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
 
 
 def _grpc_address(host: str, port: int) -> str:
@@ -127,6 +161,10 @@ class PredictorServer:
         grace_period_s: float = 30.0,
         max_body_bytes: int = 64 * 1024 * 1024,
         startup: StartupTimeline | None = None,
+        admin_host: str = "127.0.0.1",
+        admin_port: int = 8082,
+        admin_token: str | None = None,
+        enable_repository_api: bool = False,
     ) -> None:
         self.models = models
         self.startup = startup or StartupTimeline()
@@ -134,8 +172,24 @@ class PredictorServer:
         for model in models:
             repository.update(model)
         self.dataplane = ReplicaDataPlane(model_registry=repository)
-        self.rest_app = build_app(self.dataplane, registry, self.startup)
+        self.rest_app = build_app(self.dataplane, registry)
         self.app = V2InferRoute(self.rest_app, self.dataplane, max_body_bytes)
+        self.repository = ModelRepositoryExtension(model_registry=repository) if enable_repository_api else None
+        self.admin_token = admin_token
+        self.admin_app = build_admin_app(self.startup, self.repository)
+        self.admin_host = admin_host
+        self.admin: _AdminServer = _AdminServer(
+            uvicorn.Config(
+                guarded(self.admin_app, admin_token),
+                host=admin_host,
+                port=admin_port,
+                log_config=None,
+                access_log=False,
+                ws="none",
+            ),
+            None,
+        )
+        self.admin.admin_token = admin_token
         self.host, self.http_port, self.grpc_port = host, http_port, grpc_port
         self.grace_period_s = grace_period_s
         self.exit_code = 0
@@ -162,7 +216,12 @@ class PredictorServer:
                 ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE),
             ],
         )
-        servicer = V2Servicer(self.dataplane, ModelRepositoryExtension(self.dataplane.model_registry))
+        servicer = V2Servicer(
+            self.dataplane,
+            self.repository or ModelRepositoryExtension(self.dataplane.model_registry),
+            repository_enabled=self.repository is not None,
+            admin_token=self.admin_token,
+        )
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self.grpc)
         self.grpc.add_insecure_port(_grpc_address(self.host, self.grpc_port))
         await self.grpc.start()
@@ -214,19 +273,32 @@ class PredictorServer:
         A route's first call through the FastAPI stack costs several milliseconds of one-time work on the
         event loop; paid during a rollout (the first control call) it delayed the requests behind it.
         """
-        paths = ["/v2/health/ready", "/metrics"]
+        paths: list[tuple[ASGIApp, str]] = [(self.app, "/v2/health/ready"), (self.app, "/metrics")]
         for model in self.models:
-            paths += [f"/v2/models/{model.name}", f"/wakeserve/models/{model.name}/slots"]
-            paths += [f"/wakeserve/models/{model.name}/stats"]
+            paths += [(self.app, f"/v2/models/{model.name}")]
+            paths += [(self.admin_app, f"/wakeserve/models/{model.name}/{p}") for p in ("slots", "stats")]
         statuses: dict[str, int] = {}
-        transport = httpx.ASGITransport(app=self.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://replica.local") as client:
-            for path in paths:
+        for app, path in paths:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://replica.local") as client:
                 try:
                     statuses[path] = (await client.get(path)).status_code
                 except Exception as exc:  # noqa: BLE001 - warming is best effort
                     log.debug("warming %s failed: %s", path, exc)
         return statuses
+
+    async def _serve_admin(self) -> None:
+        """The admin listener until the inference server stops; a replica without it stops (exit code 1)."""
+        try:
+            await self.admin.serve()
+        except SystemExit:  # uvicorn's answer to a port it cannot bind
+            log.error("the admin listener could not start on %s; stopping the replica", self.admin_host)
+            self.exit_code = 1
+            self.http.should_exit = True
+            return
+        if not self.admin.started:
+            self.exit_code = 1
+            self.http.should_exit = True
 
     async def _run_worker(self, worker: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event) -> None:
         try:
@@ -251,6 +323,7 @@ class PredictorServer:
         """
         await self._start_grpc()
         loop = asyncio.get_running_loop()
+        admin = loop.create_task(self._serve_admin())
         loads = []
         for model in self.models:
             task = loop.create_task(model.load_async(resolvers[model.name], self.startup.mark))
@@ -264,6 +337,8 @@ class PredictorServer:
         try:
             await self.http.serve()
         finally:
+            self.admin.should_exit = True
+            await admin
             stop.set()
             for task in loads:
                 if not task.done():

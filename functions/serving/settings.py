@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,6 +16,28 @@ class PredictorSettings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the HTTP and gRPC servers bind; 0.0.0.0 in containers.")
     http_port: int = Field(8080, description="Port of the v2 REST API, /metrics and the health routes.")
     grpc_port: int = Field(8081, description="Port of the v2 gRPC API; 0 disables gRPC.")
+    admin_host: str = Field(
+        "127.0.0.1", description="Address of the admin listener (control API, startup, OpenAPI); keep it private."
+    )
+    admin_port: int = Field(8082, ge=0, description="Port of the admin listener; 0 picks a free port (logged).")
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token every admin request must carry. Unset (and no file): no token is asked."
+    )
+    admin_token_file: Path | None = Field(None, description="File holding the admin token; read at start.")
+    enable_repository_api: bool = Field(
+        False, description="Serve KServe's repository load/unload extension (admin listener and gRPC)."
+    )
+    model_uri_allowlist: str = Field(
+        "s3://wakeserve-models/",
+        description="Comma-separated prefixes a candidate's model_uri must start with; the function's packaged "
+        "directory is always allowed, the payload and results buckets never.",
+    )
+    allow_skip_gates: str = Field(
+        "", description="Gates a control API caller may skip (comma-separated from contract, golden, latency, memory)."
+    )
+    max_artifact_bytes: int = Field(
+        2 * 2**30, ge=1, description="Largest artifact directory (bytes on disk) a version may load; more is refused."
+    )
     model_uri: str | None = Field(
         None, description="Artifacts of the function: a local directory or s3://bucket/prefix. Unset: packaged default."
     )
@@ -46,11 +68,25 @@ class PredictorSettings(BaseSettings):
         1.5, gt=0, description="A candidate's median latency may be at most this times the active version's."
     )
     gate_latency_runs: int = Field(15, ge=1, le=1000, description="Interleaved runs per version in the latency gate.")
-    swap_memory_budget_mb: float | None = Field(
-        None, gt=0, description="Largest resident memory (MiB) with both versions loaded. Unset: no memory gate."
+    swap_memory_budget_mb: float = Field(
+        4096.0, gt=0, description="Largest resident memory (MiB) with both versions loaded; more fails the gate."
     )
     watch: bool = Field(False, description="Reload the function's source files when they change (dev loop).")
     watch_interval_s: float = Field(0.5, gt=0, description="How often watch mode looks at the source files.")
     watch_skip_gates: str = Field(
         "golden,latency", description="Gates watch mode skips (comma-separated): edits may change outputs."
     )
+
+    def admin_secret(self) -> str | None:
+        """The admin token from ``admin_token`` or, failing that, ``admin_token_file``; None when neither."""
+        if self.admin_token is not None and self.admin_token.get_secret_value():
+            return self.admin_token.get_secret_value()
+        if self.admin_token_file is not None:
+            return self.admin_token_file.read_text().strip() or None
+        return None
+
+    def skippable_gates(self) -> frozenset[str]:
+        return frozenset(g.strip() for g in self.allow_skip_gates.split(",") if g.strip())
+
+    def uri_allowlist(self) -> tuple[str, ...]:
+        return tuple(p.strip() for p in self.model_uri_allowlist.split(",") if p.strip())

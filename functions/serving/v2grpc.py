@@ -2,18 +2,30 @@
 and answered from the :class:`~functions.serving.tensors.V2Result`, without KServe's request and response objects.
 
 Inputs come as typed contents or as ``raw_input_contents`` (what tritonclient and KServe's own client send);
-outputs always go back as ``raw_output_contents``, which every v2 client reads.
+outputs always go back as ``raw_output_contents``, which every v2 client reads. Shapes follow the REST rules
+(non-negative integers). KServe's repository load/unload answers UNIMPLEMENTED unless the replica enables the
+extension, and then asks for the admin token (PERMISSION_DENIED without it) and is logged like every
+control action.
 """
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import grpc
+from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.servicer import InferenceServicer
+from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
+from core.errors import InvalidInputError
+from functions.serving.admin import REPOSITORY_OFF, bearer_matches
 from functions.serving.datatypes import numpy_to_raw
 from functions.serving.runtime import served_model
 from functions.serving.tensors import V2Request, V2Result, WireTensor
+
+log = logging.getLogger("functions.serving.admin")  # control actions are logged in one place
 
 # The typed-contents field of each datatype (FP16 has none: it travels raw only).
 CONTENTS_FIELDS = {
@@ -38,6 +50,8 @@ def read_request(request: pb.ModelInferRequest) -> V2Request:
     inputs = []
     for i, tensor in enumerate(request.inputs):
         datatype, shape = tensor.datatype.upper(), [int(d) for d in tensor.shape]
+        if any(d < 0 for d in shape):
+            raise InvalidInputError(f"inputs[{i}].shape must be a list of non-negative integers, got {shape}")
         if raw:
             inputs.append(WireTensor(tensor.name, datatype, shape, raw=raw[i]))
             continue
@@ -67,6 +81,39 @@ def encode_result(result: V2Result) -> pb.ModelInferResponse:
 
 class V2Servicer(InferenceServicer):  # type: ignore[misc]
     """KServe's gRPC servicer (health, metadata, repository) with inference served by :class:`FunctionModel`."""
+
+    def __init__(
+        self,
+        data_plane: DataPlane,
+        repository: ModelRepositoryExtension,
+        *,
+        repository_enabled: bool = False,
+        admin_token: str | None = None,
+    ) -> None:
+        super().__init__(data_plane, repository)
+        self._repository_enabled = repository_enabled
+        self._admin_token = admin_token
+
+    async def _authorize_repository(self, action: str, model: str, context: grpc.aio.ServicerContext) -> None:
+        if not self._repository_enabled:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, REPOSITORY_OFF)
+        metadata = dict(context.invocation_metadata() or ())
+        if self._admin_token is not None and not bearer_matches(metadata.get("authorization"), self._admin_token):
+            log.warning("admin repository %s of %s refused (no valid token) from %s", action, model, context.peer())
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the repository extension needs the admin token")
+        log.info("admin repository %s of %s by %s (gRPC)", action, model, context.peer())
+
+    async def RepositoryModelLoad(  # noqa: N802 - the gRPC method name
+        self, request: pb.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext
+    ) -> Any:
+        await self._authorize_repository("load", request.model_name, context)
+        return await super().RepositoryModelLoad(request, context)
+
+    async def RepositoryModelUnload(  # noqa: N802 - the gRPC method name
+        self, request: pb.RepositoryModelUnloadRequest, context: grpc.aio.ServicerContext
+    ) -> Any:
+        await self._authorize_repository("unload", request.model_name, context)
+        return await super().RepositoryModelUnload(request, context)
 
     async def ModelInfer(  # noqa: N802 - the gRPC method name
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext

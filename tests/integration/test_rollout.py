@@ -26,8 +26,10 @@ TERMINAL = {"promoted", "rolled_back", "aborted", "failed"}
 
 
 @pytest.fixture(scope="module")
-def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
-    process = start_up(tmp_path_factory.mktemp("rollout"), "--functions", "echo", echo_min_replicas=2)
+def up(tmp_path_factory: pytest.TempPathFactory, versions: Path) -> Iterator[UpProcess]:
+    # Replicas load candidates only from allowlisted places: here, the test's echo versions.
+    env = {"WAKESERVE_MODEL_URI_ALLOWLIST": f"s3://wakeserve-models/,{versions}"}
+    process = start_up(tmp_path_factory.mktemp("rollout"), "--functions", "echo", echo_min_replicas=2, env=env)
     yield process
     process.process.stop(60)
 
@@ -285,10 +287,11 @@ def test_a_replica_serving_a_version_the_controller_does_not_know_is_replaced(up
     stable = stable_version(up)
     pods = [p for p in ready_echo(up)["functions"]["echo"]["pods"] if p["state"] == "ready"]
     rogue = pods[0]
-    # Someone swaps one replica behind the controller's back.
+    # Someone with access to one replica's admin listener swaps it behind the controller's back.
     answer = httpx.post(
-        f"http://127.0.0.1:{rogue['port']}/wakeserve/models/echo/slots",
+        f"http://127.0.0.1:{rogue['admin_port']}/wakeserve/models/echo/slots",
         json={"model_uri": str(versions / "good"), "version": "rogue", "promote": True},
+        headers=up.admin_headers,
         timeout=10,
     )
     assert answer.status_code == 202, answer.text
@@ -301,3 +304,25 @@ def test_a_replica_serving_a_version_the_controller_does_not_know_is_replaced(up
         timeout=60,
     )
     assert all(p["version"] != "rogue" for p in status["functions"]["echo"]["pods"])
+
+
+def test_a_replica_serving_the_stable_label_from_other_artifacts_is_replaced(up: UpProcess, versions: Path) -> None:
+    stable = stable_version(up)
+    pods = [p for p in ready_echo(up)["functions"]["echo"]["pods"] if p["state"] == "ready"]
+    impostor = pods[0]
+    # The same label, other files: a different digest, so a different version.
+    answer = httpx.post(
+        f"http://127.0.0.1:{impostor['admin_port']}/wakeserve/models/echo/slots",
+        json={"model_uri": str(versions / "slow"), "version": stable, "promote": True},
+        headers=up.admin_headers,
+        timeout=10,
+    )
+    assert answer.status_code == 202, answer.text
+    up.wait_for(
+        "the replica with the other digest replaced",
+        lambda s: (
+            impostor["pid"] not in [p["pid"] for p in s["functions"]["echo"]["pods"]]
+            and [p["version"] for p in s["functions"]["echo"]["pods"] if p["state"] == "ready"] == [stable] * 2
+        ),
+        timeout=60,
+    )

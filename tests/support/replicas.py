@@ -18,11 +18,17 @@ class Replica:
     process: ChildProcess
     http_port: int
     grpc_port: int
+    admin_port: int
     startup: list[tuple[int, int]] = field(default_factory=list)  # (live status, ready status) per poll
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def admin_url(self) -> str:
+        """The admin listener: control API, startup timeline, OpenAPI."""
+        return f"http://127.0.0.1:{self.admin_port}"
 
 
 def _status(client: httpx.Client, path: str) -> int:
@@ -35,10 +41,11 @@ def _status(client: httpx.Client, path: str) -> int:
 def start_replica(
     function: str, tmp: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
 ) -> Replica:
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port, admin_port = free_port(), free_port(), free_port()
     argv = replica_argv(function, http_port, grpc_port, *args)
+    env = {"WAKESERVE_ADMIN_PORT": str(admin_port), **(env or {})}
     process = ChildProcess(f"replica-{function}", argv, env=env, log_path=tmp / f"{function}-{http_port}.log")
-    replica = Replica(process, http_port, grpc_port)
+    replica = Replica(process, http_port, grpc_port, admin_port)
     deadline = time.monotonic() + timeout
     with httpx.Client(base_url=replica.url, timeout=2) as client:
         while time.monotonic() < deadline:

@@ -139,8 +139,9 @@ def test_the_stats_document_reads_what_a_replica_writes() -> None:
         "versions": {"1": {"requests": 6, "errors": 1}, "v2": {"requests": 1, "errors": 0}},
         "samples": [[6, "1", 0.0012, False], [7, "v2", 0.0009, True]],
         "active": "1",
+        "active_digest": "packaged",
         "candidate": "v2",
-        "candidate_slot": {"version": "v2", "state": "ready", "error": None},
+        "candidate_slot": {"version": "v2", "state": "ready", "error": None, "digest": "3f2a9c1e5b7d0a42"},
         "canary_percent": 5.0,
     }
     doc = StatsDocument.model_validate(wire)

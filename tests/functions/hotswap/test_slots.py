@@ -162,6 +162,7 @@ def test_a_slot_describes_itself_as_the_shared_document() -> None:
     async def scenario() -> SlotDocument:
         slot = Slot(Echo(), BATCHING, role="test", source="s3://models/echo/v2")
         slot.state, slot.load_s, slot.error = SlotState.FAILED, 0.25, "golden: differs"
+        slot.digest = "0123456789abcdef"
         slot.gates.append(GateResult("golden", False, "differs"))
         doc = slot.describe()
         await slot.release(0)
@@ -170,6 +171,7 @@ def test_a_slot_describes_itself_as_the_shared_document() -> None:
     doc = asyncio.run(scenario())
     assert doc.model_dump(mode="json") == {
         "version": "1",
+        "digest": "0123456789abcdef",
         "source": "s3://models/echo/v2",
         "state": "failed",
         "inflight": 0,

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -19,6 +21,14 @@ def double(inputs):
 
 def run(coro):
     return asyncio.run(coro)
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Yield to the event loop until ``condition`` holds (the batcher's state moves only when it runs)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "the batcher did not reach the expected state"
+        await asyncio.sleep(0.001)
 
 
 @pytest.mark.parametrize(
@@ -49,7 +59,7 @@ def test_requests_are_merged_up_to_the_batch_size(sizes, max_batch, expected_bat
                 asyncio.create_task(batcher.submit({"x": np.full((n, 2), i, dtype=np.float32)}))
                 for i, n in enumerate(sizes)
             ]
-            await asyncio.sleep(0.01)
+            await until(lambda: batcher.depth == len(sizes))  # every request is in before the model runs
             gate.set()
             results = await asyncio.gather(*tasks)
             await batcher.close()
@@ -91,9 +101,9 @@ def test_full_queue_is_refused_with_overloaded_and_others_complete():
         with ThreadPoolExecutor(1) as pool:
             batcher = DynamicBatcher(slow, pool, max_batch_size=1, max_delay_ms=0, max_queue=2)
             first = asyncio.create_task(batcher.submit({"x": np.ones((1, 1), np.float32)}))
-            await asyncio.sleep(0.05)  # first is running; the queue is empty again
+            await until(lambda: batcher.running and batcher.waiting == 0)  # first is running; the queue is empty
             queued = [asyncio.create_task(batcher.submit({"x": np.ones((1, 1), np.float32)})) for _ in range(2)]
-            await asyncio.sleep(0.01)
+            await until(lambda: batcher.waiting == 2)
             with pytest.raises(OverloadedError) as refused:
                 await batcher.submit({"x": np.ones((1, 1), np.float32)})
             assert batcher.depth == 3
@@ -156,7 +166,7 @@ def test_cancelled_callers_are_skipped():
         with ThreadPoolExecutor(1) as pool:
             batcher = DynamicBatcher(count, pool, max_batch_size=8, max_delay_ms=30, max_queue=8)
             gone = asyncio.create_task(batcher.submit({"x": np.zeros((5, 1), np.float32)}))
-            await asyncio.sleep(0)
+            await until(lambda: batcher.waiting == 1)
             gone.cancel()
             kept = await batcher.submit({"x": np.zeros((1, 1), np.float32)})
             await batcher.close()
@@ -183,15 +193,15 @@ def test_sync_requests_go_before_queued_events_and_events_are_capped_while_sync_
         with ThreadPoolExecutor(1) as pool:
             batcher = DynamicBatcher(record, pool, max_batch_size=8, max_delay_ms=0, max_queue=64, event_share=0.25)
             first = asyncio.create_task(batcher.submit({"x": np.full((1, 1), -1, np.float32)}, SYNC))
-            await asyncio.sleep(0.02)  # the first batch is running (blocked on the gate)
+            await until(lambda: batcher.running)  # the first batch is on the model (blocked on the gate)
             events = [
                 asyncio.create_task(batcher.submit({"x": np.full((1, 1), i, np.float32)}, EVENT)) for i in range(6)
             ]
-            await asyncio.sleep(0)
+            await until(lambda: batcher.waiting == 6)  # the events are queued before the calls
             syncs = [
                 asyncio.create_task(batcher.submit({"x": np.full((1, 1), 100 + i, np.float32)}, SYNC)) for i in range(3)
             ]
-            await asyncio.sleep(0.02)
+            await until(lambda: batcher.waiting == 9)
             gate.set()
             await asyncio.gather(first, *events, *syncs)
             await batcher.close()
@@ -219,7 +229,7 @@ def test_events_keep_their_share_when_sync_calls_would_fill_every_batch():
         with ThreadPoolExecutor(1) as pool:
             batcher = DynamicBatcher(record, pool, max_batch_size=8, max_delay_ms=0, max_queue=64, event_share=0.25)
             first = asyncio.create_task(batcher.submit({"x": np.full((1, 1), -1, np.float32)}, SYNC))
-            await asyncio.sleep(0.02)
+            await until(lambda: batcher.running)
             events = [
                 asyncio.create_task(batcher.submit({"x": np.full((1, 1), i, np.float32)}, EVENT)) for i in range(4)
             ]
@@ -227,7 +237,7 @@ def test_events_keep_their_share_when_sync_calls_would_fill_every_batch():
                 asyncio.create_task(batcher.submit({"x": np.full((1, 1), 100 + i, np.float32)}, SYNC))
                 for i in range(12)
             ]
-            await asyncio.sleep(0.02)
+            await until(lambda: batcher.waiting == 16)
             gate.set()
             await asyncio.gather(first, *events, *syncs)
             await batcher.close()
@@ -263,7 +273,7 @@ def test_a_finished_batch_is_handed_over_after_the_next_one_has_started(monkeypa
             first = asyncio.create_task(call(1))
             await asyncio.get_running_loop().run_in_executor(None, first_running.wait, 5)
             second = asyncio.create_task(call(2))
-            await asyncio.sleep(0.01)  # queued behind the running batch
+            await until(lambda: batcher.waiting == 1)  # queued behind the running batch
             release_first.set()
             await asyncio.gather(first, second)
             await batcher.close()
@@ -290,7 +300,7 @@ def test_results_are_handed_over_when_the_next_batch_cannot_start():
             await asyncio.get_running_loop().run_in_executor(None, first_running.wait, 5)
             blocker = pool.submit(release_blocker.wait, 5)  # queued on the model thread ahead of batch 2
             second = asyncio.create_task(batcher.submit({"x": np.full((1, 2), 2, dtype=np.float32)}))
-            await asyncio.sleep(0.01)
+            await until(lambda: batcher.waiting == 1)
             release_first.set()
             result = await asyncio.wait_for(first, 2)
             blocked_meanwhile = not blocker.done()
@@ -325,7 +335,7 @@ def test_wait_idle(busy, timeout_s, expected):
             call = None
             if busy:
                 call = asyncio.create_task(batcher.submit({"x": np.ones((1, 2), dtype=np.float32)}))
-                await asyncio.sleep(0.01)
+                await until(lambda: batcher.running)
                 if timeout_s > 1:
                     asyncio.get_running_loop().call_later(0.05, release.set)
             idle = await batcher.wait_idle(timeout_s)

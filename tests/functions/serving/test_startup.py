@@ -104,11 +104,13 @@ def test_gc_is_paused_for_startup_and_resumed_with_startup_objects_frozen():
         gc.enable()
 
 
-def echo_server(port: int) -> PredictorServer:
+def echo_server(port: int, admin_port: int = 0) -> PredictorServer:
     function = catalog.create("echo")
     registry = CollectorRegistry()
     model = FunctionModel(function, PredictorMetrics(registry), max_batch_size=8, max_delay_ms=0.0, max_queue=8)
-    return PredictorServer([model], registry, host="127.0.0.1", http_port=port, grpc_port=0, grace_period_s=1)
+    return PredictorServer(
+        [model], registry, host="127.0.0.1", http_port=port, grpc_port=0, grace_period_s=1, admin_port=admin_port
+    )
 
 
 async def _get_when_listening(client: httpx.AsyncClient, path: str, timeout: float = 30) -> httpx.Response:
@@ -123,16 +125,20 @@ async def _get_when_listening(client: httpx.AsyncClient, path: str, timeout: flo
 
 
 def test_a_served_replica_reports_its_phases_in_order_once_ready(caplog):
-    port = free_port()
-    server = echo_server(port)
+    port, admin_port = free_port(), free_port()
+    server = echo_server(port, admin_port)
     on_ready: list[float] = []
 
     async def scenario() -> tuple[dict[str, object], int]:
         serving = asyncio.create_task(
             server.serve({"echo": lambda: None}, on_ready=lambda: on_ready.append(time.time()))
         )
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        # The timeline shows the PID: it is served on the admin listener only.
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{admin_port}", timeout=30) as client:
             response = await _get_when_listening(client, "/wakeserve/startup?wait=20")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            on_inference_port = await _get_when_listening(client, "/wakeserve/startup")
+        assert on_inference_port.status_code == 404
         server.http.should_exit = True
         return response.json(), await serving
 
@@ -172,19 +178,24 @@ def test_deferred_processor_is_built_once_and_again_after_a_failure():
 
 
 def test_the_read_only_routes_are_called_once_before_ready():
+    from functions.hotswap.authority import Authority
     from functions.hotswap.control import add_control_routes
+    from functions.serving.admin import audit
 
     server = echo_server(free_port())
-    add_control_routes(server.rest_app, {m.name: m for m in server.models})
+    add_control_routes(server.admin_app, {m.name: m for m in server.models}, {"echo": Authority(())}, audit)
     seen: list[str] = []
-    app = server.app
+    app, admin_app = server.app, server.admin_app
 
-    async def recording(scope, receive, send):
-        if scope["type"] == "http":
-            seen.append(scope["path"])
-        await app(scope, receive, send)
+    def recording(inner):  # type: ignore[no-untyped-def]
+        async def record(scope, receive, send):  # type: ignore[no-untyped-def]
+            if scope["type"] == "http":
+                seen.append(scope["path"])
+            await inner(scope, receive, send)
 
-    server.app = recording
+        return record
+
+    server.app, server.admin_app = recording(app), recording(admin_app)
 
     async def scenario() -> dict[str, int]:
         await server.models[0].load_async(lambda: None)
