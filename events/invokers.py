@@ -6,7 +6,7 @@ The in-process invoker (calling the loaded model inside a replica) lives with th
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 import orjson
@@ -35,6 +35,14 @@ _BY_STATUS: dict[int, type[WakeserveError]] = {
 }
 
 
+def _json_object(content: bytes) -> dict[str, Any] | None:
+    try:
+        doc = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
 class RemoteInvoker:
     """Calls ``POST {target}/v2/models/{function}/infer`` (a Knative- or KEDA-served predictor)."""
 
@@ -52,13 +60,12 @@ class RemoteInvoker:
             )
         except httpx.HTTPError as exc:
             raise TransientError(f"model server unreachable: {type(exc).__name__}: {exc}") from exc
+        doc = _json_object(response.content)
         if response.status_code == 200:
-            version = orjson.loads(response.content).get("model_version") or ""
-            return response.content, str(version)
-        try:
-            reason = str(response.json().get("error", response.text))
-        except ValueError:
-            reason = response.text[:500]
+            if doc is None:
+                raise ModelError("model server answered 200 with a body that is not a v2 inference response")
+            return response.content, str(doc.get("model_version") or "")
+        reason = str(doc.get("error", response.text)) if doc is not None else response.text[:500]
         if response.status_code in (429, 502, 503, 504):
             raise TransientError(f"model server answered {response.status_code}: {reason}")
         raise _BY_STATUS.get(response.status_code, ModelError)(

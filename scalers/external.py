@@ -1,6 +1,6 @@
 """KEDA external scaler over gRPC: Kafka consumer lag of a function's request topic, KEDA's kafka maths.
 
-Serves ``externalscaler.ExternalScaler`` (scalers/externalscaler.proto, docs/scaler.md) for triggers of type
+Serves ``externalscaler.ExternalScaler`` (scalers/proto/externalscaler.proto, docs/scaler.md) for triggers of type
 ``external`` and ``external-push``. The trigger metadata is KEDA's kafka trigger metadata, or ``function: F``
 for topic ``<prefix>.F.requests`` and group ``<prefix>-F``. Offsets are read by :class:`OffsetReader`s on a
 bounded thread pool; the lag arithmetic is :class:`scalers.keda.KafkaLag`.
@@ -15,10 +15,9 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import grpc
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from grpc import aio
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,10 +27,11 @@ from events.contract import Topics
 from events.settings import EventSettings
 from scalers.keda import KafkaLag, KafkaTrigger, PartitionOffsets
 from scalers.offsets import OffsetReader, OffsetsUnavailableError
+from scalers.proto import externalscaler_pb2 as pb
+from scalers.proto import externalscaler_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
-
-SERVICE = "externalscaler.ExternalScaler"
+T = TypeVar("T")
 
 
 class ScalerSettings(BaseSettings):
@@ -50,85 +50,15 @@ class ScalerSettings(BaseSettings):
     )
 
 
-def _file_descriptor() -> descriptor_pb2.FileDescriptorProto:
-    """The descriptors protoc makes of scalers/externalscaler.proto (a test compares the two)."""
-    f = descriptor_pb2.FieldDescriptorProto
-    scalar = {"string": f.TYPE_STRING, "bool": f.TYPE_BOOL, "int64": f.TYPE_INT64, "double": f.TYPE_DOUBLE}
-    messages: dict[str, list[tuple[str, str]]] = {
-        "ScaledObjectRef": [("name", "string"), ("namespace", "string"), ("scalerMetadata", "map")],
-        "IsActiveResponse": [("result", "bool")],
-        "GetMetricSpecResponse": [("metricSpecs", "repeated MetricSpec")],
-        "MetricSpec": [("metricName", "string"), ("targetSize", "int64"), ("targetSizeFloat", "double")],
-        "GetMetricsRequest": [("scaledObjectRef", "ScaledObjectRef"), ("metricName", "string")],
-        "GetMetricsResponse": [("metricValues", "repeated MetricValue")],
-        "MetricValue": [("metricName", "string"), ("metricValue", "int64"), ("metricValueFloat", "double")],
-    }
-    file = descriptor_pb2.FileDescriptorProto(name="externalscaler.proto", package="externalscaler", syntax="proto3")
-    for name, fields in messages.items():
-        message = file.message_type.add(name=name)
-        for number, (field, kind) in enumerate(fields, start=1):
-            spec = message.field.add(name=field, number=number, json_name=field, label=f.LABEL_OPTIONAL)
-            if kind in scalar:
-                spec.type = scalar[kind]
-            elif kind == "map":  # map<string, string>
-                entry = message.nested_type.add(name=field[0].upper() + field[1:] + "Entry")
-                entry.options.map_entry = True
-                for n, key in enumerate(("key", "value"), start=1):
-                    entry.field.add(name=key, number=n, json_name=key, label=f.LABEL_OPTIONAL, type=f.TYPE_STRING)
-                spec.label, spec.type = f.LABEL_REPEATED, f.TYPE_MESSAGE
-                spec.type_name = f".externalscaler.{name}.{entry.name}"
-            else:
-                repeated, _, type_name = kind.rpartition(" ")
-                spec.label = f.LABEL_REPEATED if repeated else f.LABEL_OPTIONAL
-                spec.type, spec.type_name = f.TYPE_MESSAGE, f".externalscaler.{type_name}"
-    service = file.service.add(name="ExternalScaler")
-    for method, request, response in (
-        ("IsActive", "ScaledObjectRef", "IsActiveResponse"),
-        ("StreamIsActive", "ScaledObjectRef", "IsActiveResponse"),
-        ("GetMetricSpec", "ScaledObjectRef", "GetMetricSpecResponse"),
-        ("GetMetrics", "GetMetricsRequest", "GetMetricsResponse"),
-    ):
-        rpc = service.method.add(name=method, input_type=f".externalscaler.{request}")
-        rpc.output_type = f".externalscaler.{response}"
-        if method.startswith("Stream"):
-            rpc.server_streaming = True
-    return file
-
-
-_POOL = descriptor_pool.DescriptorPool()
-_POOL.Add(_file_descriptor())
-
-
-def _message(name: str) -> Any:
-    return message_factory.GetMessageClass(_POOL.FindMessageTypeByName(f"externalscaler.{name}"))
-
-
-ScaledObjectRef = _message("ScaledObjectRef")
-IsActiveResponse = _message("IsActiveResponse")
-GetMetricSpecResponse = _message("GetMetricSpecResponse")
-MetricSpec = _message("MetricSpec")
-GetMetricsRequest = _message("GetMetricsRequest")
-GetMetricsResponse = _message("GetMetricsResponse")
-MetricValue = _message("MetricValue")
-_TYPES = {  # request and response type of each method
-    "IsActive": (ScaledObjectRef, IsActiveResponse),
-    "StreamIsActive": (ScaledObjectRef, IsActiveResponse),
-    "GetMetricSpec": (ScaledObjectRef, GetMetricSpecResponse),
-    "GetMetrics": (GetMetricsRequest, GetMetricsResponse),
-}
-
-
-class ExternalScalerStub:
-    """Client of the four RPCs, for tests and tools (KEDA has its own)."""
-
-    def __init__(self, channel: grpc.Channel | aio.Channel) -> None:
-        def call(method: str) -> Any:
-            request, response = _TYPES[method]
-            kind = channel.unary_stream if method.startswith("Stream") else channel.unary_unary
-            return kind(f"/{SERVICE}/{method}", request.SerializeToString, response.FromString)
-
-        self.IsActive, self.StreamIsActive = call("IsActive"), call("StreamIsActive")
-        self.GetMetricSpec, self.GetMetrics = call("GetMetricSpec"), call("GetMetrics")
+# Re-exported for clients of the service (tests, tools); KEDA has its own.
+ExternalScalerStub = pb_grpc.ExternalScalerStub
+ScaledObjectRef = pb.ScaledObjectRef
+IsActiveResponse = pb.IsActiveResponse
+GetMetricSpecResponse = pb.GetMetricSpecResponse
+MetricSpec = pb.MetricSpec
+GetMetricsRequest = pb.GetMetricsRequest
+GetMetricsResponse = pb.GetMetricsResponse
+MetricValue = pb.MetricValue
 
 
 @dataclass(frozen=True)
@@ -217,27 +147,11 @@ async def _abort(context: aio.ServicerContext[Any, Any], exc: Exception) -> NoRe
     raise AssertionError("context.abort raises")
 
 
-def _unary(call: Callable[[Any], Awaitable[Any]]) -> Callable[[Any, aio.ServicerContext[Any, Any]], Awaitable[Any]]:
-    async def handle(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-        try:
-            return await call(request)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a status, in _abort
-            await _abort(context, exc)
-
-    return handle
-
-
-def _streaming(
-    call: Callable[[Any], AsyncIterator[Any]],
-) -> Callable[[Any, aio.ServicerContext[Any, Any]], AsyncIterator[Any]]:
-    async def handle(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        try:
-            async for response in call(request):
-                yield response
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a status, in _abort
-            await _abort(context, exc)
-
-    return handle
+async def _answer(context: aio.ServicerContext[Any, Any], call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a status, in _abort
+        await _abort(context, exc)
 
 
 @dataclass
@@ -248,7 +162,7 @@ class _Scaled:
     metrics: KafkaLag
 
 
-class ExternalScalerService:
+class ExternalScalerService(pb_grpc.ExternalScalerServicer):
     """The four RPCs; one lag history per ScaledObject (namespace/name), the most recent ``max_objects`` kept."""
 
     def __init__(self, readers: ReaderPool, topics: Topics, settings: ScalerSettings, max_objects: int = 1024) -> None:
@@ -258,7 +172,7 @@ class ExternalScalerService:
         self._max_objects = max_objects
         self._scaled: OrderedDict[tuple[str, str], _Scaled] = OrderedDict()
 
-    def _scaled_object(self, ref: Any) -> _Scaled:
+    def _scaled_object(self, ref: pb.ScaledObjectRef) -> _Scaled:
         target = resolve(ref.scalerMetadata, self._topics)
         key = (ref.namespace, ref.name)
         scaled = self._scaled.get(key)
@@ -273,18 +187,18 @@ class ExternalScalerService:
     async def _offsets(self, target: Target) -> list[PartitionOffsets]:
         return await self._readers.read(target.trigger.topic, target.trigger.consumer_group)
 
-    async def is_active(self, ref: Any) -> Any:
+    async def is_active(self, ref: pb.ScaledObjectRef) -> pb.IsActiveResponse:
         target = self._scaled_object(ref).target
         report = KafkaLag(target.trigger).measure(await self._offsets(target))
         return IsActiveResponse(result=report.active)
 
-    async def get_metric_spec(self, ref: Any) -> Any:
+    async def get_metric_spec(self, ref: pb.ScaledObjectRef) -> pb.GetMetricSpecResponse:
         target = self._scaled_object(ref).target
         threshold = target.trigger.lag_threshold
         spec = MetricSpec(metricName=target.metric_name, targetSize=threshold, targetSizeFloat=float(threshold))
         return GetMetricSpecResponse(metricSpecs=[spec])
 
-    async def get_metrics(self, request: Any) -> Any:
+    async def get_metrics(self, request: pb.GetMetricsRequest) -> pb.GetMetricsResponse:
         scaled = self._scaled_object(request.scaledObjectRef)
         report = scaled.metrics.measure(await self._offsets(scaled.target))
         value = MetricValue(
@@ -294,7 +208,7 @@ class ExternalScalerService:
         )
         return GetMetricsResponse(metricValues=[value])
 
-    async def stream_is_active(self, ref: Any) -> AsyncIterator[Any]:
+    async def stream_is_active(self, ref: pb.ScaledObjectRef) -> AsyncIterator[pb.IsActiveResponse]:
         """The first state at once, then every change, and the unchanged state every keep-alive period.
 
         A failed read keeps the last state and is retried at the next interval; the unary calls report it.
@@ -324,23 +238,31 @@ class ExternalScalerService:
                 yield IsActiveResponse(result=active)
             await asyncio.sleep(max(0.0, interval - (loop.time() - started)))
 
-    def handler(self) -> grpc.GenericRpcHandler:
-        """The service as a gRPC handler, for ``server.add_generic_rpc_handlers``."""
-        calls = {
-            "IsActive": _unary(self.is_active),
-            "StreamIsActive": _streaming(self.stream_is_active),
-            "GetMetricSpec": _unary(self.get_metric_spec),
-            "GetMetrics": _unary(self.get_metrics),
-        }
-        handlers = {}
-        for method, behaviour in calls.items():
-            request, response = _TYPES[method]
-            streaming = method.startswith("Stream")
-            make = grpc.unary_stream_rpc_method_handler if streaming else grpc.unary_unary_rpc_method_handler
-            handlers[method] = make(
-                behaviour, request_deserializer=request.FromString, response_serializer=response.SerializeToString
-            )
-        return grpc.method_handlers_generic_handler(SERVICE, handlers)
+    # The RPCs as KEDA calls them (names from the .proto), each failure translated by _abort.
+
+    async def IsActive(  # noqa: N802
+        self, request: pb.ScaledObjectRef, context: aio.ServicerContext[Any, Any]
+    ) -> pb.IsActiveResponse:
+        return await _answer(context, self.is_active(request))
+
+    async def StreamIsActive(  # noqa: N802
+        self, request: pb.ScaledObjectRef, context: aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.IsActiveResponse]:
+        try:
+            async for response in self.stream_is_active(request):
+                yield response
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a status, in _abort
+            await _abort(context, exc)
+
+    async def GetMetricSpec(  # noqa: N802
+        self, request: pb.ScaledObjectRef, context: aio.ServicerContext[Any, Any]
+    ) -> pb.GetMetricSpecResponse:
+        return await _answer(context, self.get_metric_spec(request))
+
+    async def GetMetrics(  # noqa: N802
+        self, request: pb.GetMetricsRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.GetMetricsResponse:
+        return await _answer(context, self.get_metrics(request))
 
 
 @dataclass
@@ -376,6 +298,6 @@ async def start_scaler_server(
         f"[{host}]:{settings.scaler_port}" if ":" in host else f"{host}:{settings.scaler_port}"
     )
     readers = ReaderPool(reader_factory, settings.scaler_max_concurrent_reads)
-    server.add_generic_rpc_handlers((ExternalScalerService(readers, events.topics, settings).handler(),))
+    pb_grpc.add_ExternalScalerServicer_to_server(ExternalScalerService(readers, events.topics, settings), server)
     await server.start()
     return ScalerServer(server, port, readers)

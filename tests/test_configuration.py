@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaException, Producer
 
 from events import kafka
 from events.settings import EventSettings
@@ -82,8 +83,29 @@ def test_librdkafka_settings_carry_the_same_connection(monkeypatch, env, expecte
     assert EventSettings().rdkafka_config() == expected
 
 
-def test_librdkafka_clients_accept_the_configuration():
+@pytest.mark.parametrize(
+    "connection",
+    [
+        {},
+        {
+            "kafka_security_protocol": "SASL_PLAINTEXT",
+            "kafka_sasl_mechanism": "SCRAM-SHA-512",
+            "kafka_sasl_username": "u",
+            "kafka_sasl_password": "not-a-real-secret",
+        },
+    ],
+    ids=["plain", "sasl"],
+)
+def test_librdkafka_clients_accept_the_configuration(connection):
     """librdkafka rejects unknown or mistyped properties when a client is built; nothing connects here."""
-    settings = EventSettings(kafka_bootstrap="127.0.0.1:1")
-    kafka.make_rd_producer(settings).flush(0)
-    kafka.make_rd_consumer(settings, "wakeserve-echo").close()
+    settings = EventSettings(kafka_bootstrap="127.0.0.1:1", **connection)
+    producer = kafka.make_rd_producer(settings)
+    assert producer.flush(0) == 0  # built, and nothing queued
+    consumer = kafka.make_rd_consumer(settings, "wakeserve-echo")
+    try:
+        assert consumer.assignment() == []  # built, subscribed to nothing yet
+    finally:
+        consumer.close()
+    # The same check refuses what librdkafka does not know, so a typo in events/kafka.py fails above.
+    with pytest.raises(KafkaException, match="No such configuration property"):
+        Producer({**settings.rdkafka_config(), "enable.idempotency": True})

@@ -21,6 +21,7 @@ from scalers.keda import KafkaLag, KedaScaler, LagReport, PartitionOffsets, Scal
 from scalers.kpa import Kpa, KpaDecision
 from wakeserve.manifests import FunctionManifest
 from wakeserve.pool import ReplicaPool
+from wakeserve.scale_decision import combine
 
 log = logging.getLogger(__name__)
 
@@ -117,17 +118,16 @@ class FunctionAutoscaler:
                 if offsets is not None and (due or self._measure(self._watch_lag, offsets).active):
                     self.observed.keda = self.keda.decide(now, self._measure(self._lag, offsets), current)
         self.observed.kpa = self.kpa.decide(now, ready, current)
-        kpa_wants = self.observed.kpa.desired
-        keda_wants = self.observed.keda.replicas if self.observed.keda else 0
-        desired = max(kpa_wants, keda_wants, self.manifest.min_replicas)
-        desired = min(desired, self.manifest.max_replicas)
-        if desired != current or desired != self.pool.desired:
-            reason = (
-                f"kpa: {self.observed.kpa.reason}"
-                if kpa_wants >= keda_wants
-                else f"keda: {self.observed.keda.reason if self.observed.keda else ''}"
-            )
-            await self.pool.scale_to(desired, reason)
+        target = combine(
+            self.observed.kpa,
+            self.observed.keda,
+            current=current,
+            requested=self.pool.desired,
+            min_replicas=self.manifest.min_replicas,
+            max_replicas=self.manifest.max_replicas,
+        )
+        if target.changed:
+            await self.pool.scale_to(target.replicas, target.reason)
 
     async def run(self, stop: asyncio.Event) -> None:
         sampler = asyncio.create_task(self._sample(stop))

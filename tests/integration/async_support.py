@@ -59,7 +59,10 @@ class Collector:
             bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
         )
         deadline = time.monotonic() + 30
-        while not (parts := self.consumer.partitions_for_topic(self.topic)) and time.monotonic() < deadline:
+        while not (parts := self.consumer.partitions_for_topic(self.topic)):
+            if time.monotonic() >= deadline:
+                self.consumer.close()
+                raise AssertionError(f"topic {self.topic} has no partitions after 30s")
             time.sleep(0.1)
         self.consumer.assign([TopicPartition(self.topic, p) for p in sorted(parts)])
         self.consumer.seek_to_beginning()

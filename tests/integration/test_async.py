@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import signal
@@ -245,7 +246,7 @@ def test_a_member_joining_mid_stream_rebalances_without_failing_the_first(event_
             batch = [event(len(sent) + i) for i in range(100)]
             produce(producer, topic, batch)
             sent.extend(batch)
-            time.sleep(0.05)
+            stop.wait(0.05)  # a steady pace, and an immediate end when told
 
     collector = Collector(event_stack.settings, event_stack.settings.results_topic)
     first = start_replica("echo", tmp_path, "--consume", env=env)
@@ -260,7 +261,16 @@ def test_a_member_joining_mid_stream_rebalances_without_failing_the_first(event_
         while len(collector.by_request({e.id for e in sent})) < 200 and time.monotonic() < deadline:
             collector.poll()
         second = start_replica("echo", tmp_path, "--consume", env=env)
-        time.sleep(6)  # the join (half the session timeout) and the rebalance happen under load
+        second_log = second.process.log_path
+        assert second_log is not None
+        # The join and the rebalance happen under load: wait until partitions moved to the second member...
+        second.process.wait_until(lambda: "assigned [(" in second_log.read_text(), 60)
+        # ...then until events sent after it are answered as well, before the stream stops.
+        after_rebalance = {e.id for e in list(sent)}
+        deadline = time.monotonic() + 60
+        while len(collector.by_request({e.id for e in list(sent)} - after_rebalance)) < 200:
+            assert time.monotonic() < deadline, "no replies to events sent after the rebalance"
+            collector.poll()
         stop.set()
         streamer.join(30)
         replies = collector.wait_for({e.id for e in sent}, timeout=120)
@@ -525,12 +535,7 @@ def test_cli_post_file_fetches_a_referenced_result_and_results_follow_prints_new
     seen: dict[str, dict] = {}
     try:
         # The follower starts at the end of the topic once it has resolved its position: post until one shows.
-        deadline = time.monotonic() + 90
-        while not seen and time.monotonic() < deadline:
-            event = request_event("embedder", data=texts_payload(["follow me"]))
-            produce(producer, event_stack.settings.topics.requests("embedder"), [event])
-            sent.add(event.id)
-            time.sleep(1.0)
+        def followed() -> bool:
             for line in (tmp_path / "follow.log").read_text(errors="replace").splitlines():
                 try:
                     doc = json.loads(line)
@@ -538,6 +543,15 @@ def test_cli_post_file_fetches_a_referenced_result_and_results_follow_prints_new
                     continue
                 if isinstance(doc, dict) and doc.get("requestid") in sent:
                     seen[doc["requestid"]] = doc
+            return bool(seen)
+
+        deadline = time.monotonic() + 90
+        while not seen and time.monotonic() < deadline:
+            event = request_event("embedder", data=texts_payload(["follow me"]))
+            produce(producer, event_stack.settings.topics.requests("embedder"), [event])
+            sent.add(event.id)
+            with contextlib.suppress(TimeoutError):  # not shown within a second: post another
+                follower.wait_until(followed, timeout=1.0)
     finally:
         follower.stop()
     assert seen, (tmp_path / "follow.log").read_text(errors="replace")[-2000:]

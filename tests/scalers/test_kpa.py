@@ -106,13 +106,19 @@ def test_spec_rejects_out_of_range(kwargs: dict[str, Any], match: str) -> None:
         KpaSpec(**kwargs)
 
 
-def test_spec_accepts_the_range_ends() -> None:
-    for kwargs in (
-        {"stable_window_s": 6, "panic_window_percentage": 1, "panic_threshold_percentage": 110},
-        {"stable_window_s": 3600, "panic_window_percentage": 100, "panic_threshold_percentage": 1000},
-        {"max_scale_up_rate": 1.001, "max_scale_down_rate": 1.001, "min_scale": 2, "max_scale": 2},
-    ):
-        KpaSpec(**kwargs)
+@pytest.mark.parametrize(
+    ("kwargs", "panic_window_s"),
+    [
+        ({"stable_window_s": 6, "panic_window_percentage": 1, "panic_threshold_percentage": 110}, 1.0),
+        ({"stable_window_s": 3600, "panic_window_percentage": 100, "panic_threshold_percentage": 1000}, 3600.0),
+        ({"max_scale_up_rate": 1.001, "max_scale_down_rate": 1.001, "min_scale": 2, "max_scale": 2}, 6.0),
+    ],
+    ids=["lower-ends", "upper-ends", "rates-just-above-1-and-min-equals-max"],
+)
+def test_spec_accepts_the_range_ends(kwargs: dict[str, Any], panic_window_s: float) -> None:
+    spec = KpaSpec(**kwargs)
+    assert {name: getattr(spec, name) for name in kwargs} == kwargs
+    assert spec.panic_window_s == panic_window_s
 
 
 @pytest.mark.parametrize(
@@ -258,12 +264,16 @@ def test_initial_scale_zero_follows_allow_zero_initial_scale() -> None:
         KpaSpec.from_inference_service(isvc({P + "initial-scale": "-1"}))
 
 
-def test_project_inference_services_parse() -> None:
-    paths = sorted(Path(__file__).parents[2].glob("manifests/**/inferenceservice.yaml"))
-    assert paths
-    for path in paths:
-        spec = KpaSpec.from_inference_service(yaml.safe_load(path.read_text()))
-        assert spec.effective_target > 0, path
+def test_project_inference_services_scale_from_zero_to_four_at_eleven_requests_per_replica() -> None:
+    root = Path(__file__).parents[2]
+    specs = {
+        path.parent.name: KpaSpec.from_inference_service(yaml.safe_load(path.read_text()))
+        for path in sorted(root.glob("manifests/**/inferenceservice.yaml"))
+    }
+    # scaleTarget 16 at 70 % utilisation, under containerConcurrency 64; Knative's defaults otherwise.
+    expected = KpaSpec(container_concurrency=64, target=16, initial_scale=0, min_scale=0, max_scale=4)
+    assert specs == {"classifier": expected, "embedder": expected}
+    assert expected.effective_target == pytest.approx(11.2)
 
 
 DECISIONS = [
