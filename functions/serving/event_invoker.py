@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from core.errors import NotReadyError
+from core.errors import NotReadyError, UnknownModelError
 from functions.serving.batching import BACKGROUND, EVENT, SYNC
 from functions.serving.runtime import FunctionModel
 from functions.serving.v2json import encode_result, read_request
@@ -21,7 +21,9 @@ class InProcessInvoker:
         self.ready_timeout_s = ready_timeout_s
 
     async def infer(self, function: str, body: bytes, priority: int) -> tuple[bytes, str]:
-        model = self.models[function]
+        model = self.models.get(function)
+        if model is None:
+            raise UnknownModelError(f"function {function!r} is not served by this replica")
         if not model.ready:
             # The consumer joins its group while the model loads; early events wait here, not in a retry loop.
             try:

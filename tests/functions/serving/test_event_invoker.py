@@ -10,7 +10,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from core.errors import InvalidInputError, NotReadyError
+from core.errors import InvalidInputError, NotReadyError, UnknownModelError
 from functions.echo.function import Echo
 from functions.serving.batching import BACKGROUND, EVENT, SYNC
 from functions.serving.event_invoker import InProcessInvoker
@@ -92,6 +92,15 @@ def test_a_model_that_stays_unready_is_a_retryable_not_ready() -> None:
     with pytest.raises(NotReadyError, match="model echo is still loading") as raised:
         with_model(scenario, loaded=False)
     assert raised.value.retryable and raised.value.status == 503
+
+
+def test_a_function_this_replica_does_not_serve_is_unknown_model() -> None:
+    async def scenario(model: FunctionModel) -> None:
+        await InProcessInvoker({"echo": model}).infer("embedder", BODY, 1)
+
+    with pytest.raises(UnknownModelError, match="'embedder' is not served") as raised:
+        with_model(scenario)
+    assert raised.value.status == 404 and not raised.value.retryable
 
 
 @pytest.mark.parametrize(
