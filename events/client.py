@@ -13,11 +13,22 @@ import httpx
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
+from core.errors import WakeserveError
 from core.s3 import S3Uri, make_s3_client
 from events import cloudevent, contract
 from events.cloudevent import CloudEvent
 from events.kafka import make_producer, send
 from events.settings import EventSettings
+
+# A command run by hand says the broker is unreachable after this long, not after kafka-python's 30 s.
+BOOTSTRAP_TIMEOUT_MS = 10_000
+
+
+class IngressRejectedError(WakeserveError):
+    """The ingress answered, but did not accept the event."""
+
+    status = 502
+    code = "ingress_rejected"
 
 
 def text_request(texts: list[str]) -> bytes:
@@ -60,12 +71,19 @@ def post_http(url: str, event: CloudEvent, token: str | None = None) -> dict[str
         headers["authorization"] = f"Bearer {token}"
     response = httpx.post(url, content=body, headers=headers, timeout=30)
     if response.status_code != 202:
-        raise RuntimeError(f"ingress answered {response.status_code}: {response.text}")
+        raise IngressRejectedError(f"the ingress at {url} answered {response.status_code}: {_reason(response)}")
     return dict(response.json())
 
 
+def _reason(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"])
+    except (ValueError, KeyError, TypeError):
+        return response.text.strip()[:200]
+
+
 def post_kafka(settings: EventSettings, event: CloudEvent) -> None:
-    producer = make_producer(settings)
+    producer = make_producer(settings, bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
     try:
         asyncio.run(send(producer, settings.topics.requests(event.attributes["model"]), event))
     finally:
@@ -76,7 +94,12 @@ def results_consumer(settings: EventSettings, from_beginning: bool) -> KafkaCons
     """A group-less reader of the results topic, positioned before anything this caller posts next."""
     from events.kafka import make_consumer
 
-    consumer = make_consumer(settings, None, auto_offset_reset="earliest" if from_beginning else "latest")
+    consumer = make_consumer(
+        settings,
+        None,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+    )
     topic = settings.topics.results
     deadline = time.monotonic() + 30
     while not (partitions := consumer.partitions_for_topic(topic)) and time.monotonic() < deadline:

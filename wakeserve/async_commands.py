@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -15,10 +14,11 @@ import orjson
 
 from events import client
 from events.settings import EventSettings
+from wakeserve import logs
 
 
 def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.to_stderr("INFO")
 
 
 async def _until_signalled(stop: asyncio.Event) -> None:
@@ -64,7 +64,8 @@ def ingress(args: argparse.Namespace, settings: EventSettings) -> int:
     return 0
 
 
-def post(args: argparse.Namespace, settings: EventSettings) -> int:
+def post(args: argparse.Namespace, settings: EventSettings, token: str | None = None) -> int:
+    """Upload the payload (claim check), post the event to Kafka or to ``--ingress-url``, and wait for its result."""
     payload = Path(args.file).read_bytes() if args.file else client.text_request(args.text)
     event = client.build_event(args.function, data=payload if args.inline else None)
     if not args.inline:
@@ -73,10 +74,7 @@ def post(args: argparse.Namespace, settings: EventSettings) -> int:
     results = client.results_consumer(settings, from_beginning=False) if args.wait else None
     try:
         if args.ingress_url:
-            from wakeserve.settings import UpSettings
-
-            token = UpSettings().gateway_token
-            client.post_http(args.ingress_url, event, token.get_secret_value() if token else None)
+            client.post_http(args.ingress_url, event, token)
         else:
             client.post_kafka(settings, event)
         print(json.dumps({"posted": event.id, "dataref": event.get("dataref")}), flush=True)

@@ -1,7 +1,7 @@
 """The replicas of one function: start, watch for readiness, drain on scale-down, replace after a crash.
 
-A replica is a real ``wakeserve serve F --consume`` process on a free loopback port. It takes traffic only once
-its ``/v2/health/ready`` answers 200. Scale-down drains: the replica leaves the routing set first, then gets
+A replica is a real ``wakeserve serve F --consume`` process on a free loopback port, with its admin listener
+(startup timeline, control API) on another. It takes traffic only once its ``/v2/health/ready`` answers 200. Scale-down drains: the replica leaves the routing set first, then gets
 SIGTERM, finishes what it has in flight, leaves its consumer group and exits; after ``drain_timeout_s`` it is
 killed. A replica that exits on its own is counted as a crash and replaced (with a backoff if it keeps dying).
 """
@@ -39,6 +39,7 @@ class Replica:
     port: int
     process: ChildProcess
     started: float
+    admin_port: int | None = None  # None: the admin routes share the inference port
     state: State = State.STARTING
     ready_at: float | None = None
     inflight: int = 0
@@ -50,11 +51,17 @@ class Replica:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def admin_url(self) -> str:
+        """The replica's private listener: ``/wakeserve/startup`` and the control API."""
+        return f"http://127.0.0.1:{self.admin_port or self.port}"
+
     def snapshot(self) -> dict[str, object]:
         return {
             "index": self.index,
             "pid": self.process.pid,
             "port": self.port,
+            "admin_port": self.admin_port,
             "state": self.state.value,
             "inflight": self.inflight,
             "served": self.served,
@@ -164,16 +171,16 @@ class ReplicaPool:
             await self.notify()
 
     def _start(self) -> None:
-        port = free_port()
+        port, admin_port = free_port(), free_port()
         index = self._next_index
         self._next_index += 1
         argv = [*self._argv(port), *self.model_args]
         self._log_dir.mkdir(parents=True, exist_ok=True)
-        env = {**self._env, "WAKESERVE_SPAWN_TIME": repr(time.time())}
+        env = {**self._env, "WAKESERVE_SPAWN_TIME": repr(time.time()), "WAKESERVE_ADMIN_PORT": str(admin_port)}
         process = ChildProcess(
             f"{self.function}-{index}", argv, env=env, log_path=self._log_dir / f"{self.function}-{index}.log"
         )
-        replica = Replica(self.function, index, port, process, time.monotonic())
+        replica = Replica(self.function, index, port, process, time.monotonic(), admin_port=admin_port)
         self.replicas.append(replica)
         self.counters.started += 1
         task = asyncio.create_task(self._await_ready(replica))
@@ -211,7 +218,7 @@ class ReplicaPool:
         while replica.state is State.STARTING and replica.process.alive():
             try:
                 startup = await self._client.get(
-                    f"{replica.url}/wakeserve/startup", params={"wait": 30}, timeout=httpx.Timeout(35, connect=1)
+                    f"{replica.admin_url}/wakeserve/startup", params={"wait": 30}, timeout=httpx.Timeout(35, connect=1)
                 )
                 if startup.status_code != 200:
                     await asyncio.sleep(0.1)

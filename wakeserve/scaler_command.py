@@ -6,6 +6,12 @@ import argparse
 import asyncio
 import logging
 import signal
+from typing import TYPE_CHECKING
+
+from wakeserve import logs
+
+if TYPE_CHECKING:
+    from events.settings import EventSettings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -16,20 +22,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--stream-interval", type=float, help="seconds between StreamIsActive reads (default 0.25)")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, events: EventSettings | None = None) -> int:
+    """Serve until signalled. ``events``: the resolved Kafka settings; without them, ``--kafka-bootstrap`` and
+    the environment."""
     from events.settings import EventSettings
     from scalers.external import ScalerSettings, start_scaler_server
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    flags = {
-        "kafka_bootstrap": args.kafka_bootstrap,
-        "scaler_host": args.host,
-        "scaler_port": args.port,
-        "scaler_stream_interval_s": args.stream_interval,
-    }
-    given = {k: v for k, v in flags.items() if v is not None}
-    events = EventSettings(**{k: v for k, v in given.items() if k in EventSettings.model_fields})
-    settings = ScalerSettings(**{k: v for k, v in given.items() if k in ScalerSettings.model_fields})
+    if events is None:
+        events = EventSettings(**({"kafka_bootstrap": args.kafka_bootstrap} if args.kafka_bootstrap else {}))
+
+    logs.to_stderr("INFO")
+    flags = {"scaler_host": args.host, "scaler_port": args.port, "scaler_stream_interval_s": args.stream_interval}
+    settings = ScalerSettings(**{k: v for k, v in flags.items() if v is not None})
 
     async def main() -> None:
         stop = asyncio.Event()

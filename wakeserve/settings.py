@@ -20,7 +20,10 @@ class UpSettings(BaseSettings):
     scaler_port: int = Field(9090, description="Port of the KEDA external scaler (gRPC); 0 disables it.")
     manifests: Path = Field(Path("manifests/base"), description="Where the InferenceServices and ScaledObjects are.")
     functions: str | None = Field(None, description="Comma-separated functions to run. Unset: all in the manifests.")
-    state_dir: Path = Field(Path(".wakeserve"), description="Replica and broker logs of `wakeserve up`.")
+    state_dir: Path = Field(
+        Path(".wakeserve"),
+        description="Logs of `wakeserve up` and its context file, by which every other command finds it.",
+    )
     gateway_token: SecretStr | None = Field(
         None, description="Bearer token the gateway requires on every route but health. Unset: no authentication."
     )

@@ -2,7 +2,8 @@
 
 Starts (unless pointed at real ones) the embedded Kafka broker and S3 server, creates topics and buckets,
 uploads packaged artifacts the manifests refer to, then runs the gateway, one autoscaler per function and the
-KEDA external scaler in this process, with real replica processes started and stopped on demand.
+KEDA external scaler in this process, with real replica processes started and stopped on demand. Once the
+gateway serves, it writes the context file other commands find it by, and removes it when it stops.
 """
 
 from __future__ import annotations
@@ -10,35 +11,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
-import logging
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import uvicorn
 
-from core.processes import ChildProcess, replica_argv, start_kafka, start_s3
-from events.ingress import Ingress
-from events.kafka import ensure_topics, make_producer
+from core.processes import ChildProcess
 from events.settings import EventSettings
+from wakeserve import context, embedded
 from wakeserve import status as status_view
-from wakeserve.activator import Activator
-from wakeserve.autoscaler import FunctionAutoscaler
-from wakeserve.gateway import Gateway
+from wakeserve.context import LOCAL_S3_CREDENTIALS, Context
 from wakeserve.manifests import FunctionManifest
-from wakeserve.pool import ReplicaPool
-from wakeserve.rollout import RolloutController
 from wakeserve.settings import UpSettings
-
-log = logging.getLogger(__name__)
-
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+from wakeserve.wiring import Connections, Parts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,106 +77,105 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
+def connect_host(host: str) -> str:
+    """The address a client on this machine dials for a server bound to ``host``."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
 class Runtime:
-    """Everything ``wakeserve up`` runs, and its orderly shutdown."""
+    """Everything ``wakeserve up`` runs, and its orderly shutdown.
+
+    :meth:`run` goes: embedded parts, storage, shared connections, the wired parts, the gateway and the
+    per-function loops, the context file, then the status display until SIGINT or SIGTERM; the way back
+    drains every replica before the broker and S3 stop.
+    """
 
     def __init__(
-        self, settings: UpSettings, events: EventSettings, functions: dict[str, FunctionManifest], *, quiet: bool
+        self,
+        settings: UpSettings,
+        events: EventSettings,
+        functions: dict[str, FunctionManifest],
+        *,
+        quiet: bool,
+        log_file: Path | None = None,
     ) -> None:
         self.settings = settings
         self.events = events
         self.functions = functions
         self.quiet = quiet
-        self.children: list[ChildProcess] = []
-        self.pools: dict[str, ReplicaPool] = {}
-        self.scalers: dict[str, FunctionAutoscaler] = {}
-        self.rollouts: dict[str, RolloutController] = {}
-        self.endpoints: dict[str, str] = {}
+        self.log_file = log_file
         self.started = time.time()
+        self.children: list[ChildProcess] = []
+        self.endpoints: dict[str, str] = {}
+        self.embedded_s3 = False
+        self.parts: Parts | None = None  # wired once the broker and S3 answer
 
-    # -- embedded parts ------------------------------------------------------------------------------------------
+    # -- steps ---------------------------------------------------------------------------------------------------
     def start_embedded(self) -> None:
-        s, logs = self.settings, self.settings.state_dir / "logs"
+        """The broker and the S3 server, unless flags or the environment name real ones."""
+        need_s3 = self.events.s3_endpoint is None
+        need_kafka = "kafka_bootstrap" not in self.events.model_fields_set
+        embedded.require_parts(need_kafka=need_kafka, need_s3=need_s3)
+        logs = self.settings.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        if self.events.s3_endpoint is None:
-            # moto accepts any signature; placeholders keep boto3 from looking for real credentials.
-            os.environ.setdefault("AWS_ACCESS_KEY_ID", "wakeserve-local")
-            os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "wakeserve-local")
-            os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-            self.children.append(start_s3(s.s3_port, host=s.host, log_path=logs / "s3.log"))
-            self.events = self.events.model_copy(update={"s3_endpoint": f"http://{s.host}:{s.s3_port}"})
-        if "kafka_bootstrap" not in self.events.model_fields_set:
-            self.children.append(start_kafka(s.kafka_port, host=s.host, log_path=logs / "kafka.log"))
-            self.events = self.events.model_copy(update={"kafka_bootstrap": f"{s.host}:{s.kafka_port}"})
+        if need_s3:
+            child, endpoint = embedded.start_s3_server(self.settings, logs)
+            self.children.append(child)
+            self.embedded_s3 = True
+            self.events = self.events.model_copy(update={"s3_endpoint": endpoint})
+        if need_kafka:
+            child, bootstrap = embedded.start_broker(self.settings, logs)
+            self.children.append(child)
+            self.events = self.events.model_copy(update={"kafka_bootstrap": bootstrap})
         self.endpoints.update(kafka=self.events.kafka_bootstrap, s3=str(self.events.s3_endpoint or "AWS"))
 
     def prepare_storage(self) -> None:
-        from core.s3 import S3Uri, make_s3_client
+        embedded.prepare_storage(self.settings, self.events, self.functions)
 
-        client = make_s3_client(self.events.s3_endpoint)
-        buckets = {*self.events.allowed_buckets, self.events.results_bucket, self.settings.models_bucket}
-        existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
-        for bucket in sorted(buckets - existing):
-            client.create_bucket(Bucket=bucket)
-        for manifest in self.functions.values():
-            uri = manifest.env.get("WAKESERVE_MODEL_URI", "")
-            packaged = PACKAGE_ROOT / "functions" / manifest.name / "artifact"
-            if not uri.startswith("s3://") or not packaged.is_dir():
-                continue
-            target = S3Uri.parse(uri)
-            prefix = target.key.rstrip("/")
-            if client.list_objects_v2(Bucket=target.bucket, Prefix=prefix + "/").get("KeyCount", 0):
-                continue
-            for path in sorted(packaged.iterdir()):
-                client.upload_file(str(path), target.bucket, f"{prefix}/{path.name}")
-            log.info("uploaded %s to %s", packaged, uri)
-        topics = self.events.topics
-        ensure_topics(self.events, [topics.requests(f) for f in self.functions], self.settings.kafka_partitions)
-        ensure_topics(self.events, [topics.results, topics.deadletter], self.settings.kafka_partitions)
+    def _gateway_server(self, parts: Parts) -> _QuietServer:
+        s = self.settings
+        token = s.gateway_token.get_secret_value() if s.gateway_token else None
+        config = uvicorn.Config(
+            parts.gateway.app(token), host=s.host, port=s.http_port, log_level="warning", lifespan="off"
+        )
+        return _QuietServer(config)
 
-    # -- replicas ------------------------------------------------------------------------------------------------
-    def _argv_factory(self, function: str) -> Callable[[int], list[str]]:
-        extra = ["--consume", "--kafka-bootstrap", self.events.kafka_bootstrap]
-        if self.settings.watch:
-            extra.append("--watch")
-        if self.events.s3_endpoint:
-            extra += ["--s3-endpoint", self.events.s3_endpoint]
+    async def _until_serving(self, server: _QuietServer, serving: asyncio.Task[None]) -> None:
+        while not server.started:
+            if serving.done():
+                raise embedded.StartError(
+                    f"the gateway could not bind {self.settings.host}:{self.settings.http_port}; "
+                    "is the port taken? Set --http-port"
+                )
+            await asyncio.sleep(0.02)
 
-        def argv(port: int) -> list[str]:
-            return replica_argv(function, port, 0, *extra)
+    def context_document(self) -> Context:
+        """What other commands need to reach this ``up`` (placeholder S3 credentials only for the embedded S3)."""
+        s = self.settings
+        gateway = f"http://{connect_host(s.host)}:{s.http_port}"
+        return Context(
+            pid=os.getpid(),
+            gateway_url=gateway,
+            ingress_url=f"{gateway}/events",
+            kafka_bootstrap=self.events.kafka_bootstrap,
+            s3_endpoint=self.events.s3_endpoint,
+            s3_credentials=dict(LOCAL_S3_CREDENTIALS) if self.embedded_s3 else {},
+            gateway_token=s.gateway_token.get_secret_value() if s.gateway_token else None,
+        )
 
-        return argv
-
-    def _replica_env(self, manifest: FunctionManifest) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k != "WAKESERVE_GATEWAY_TOKEN"}
-        env.update(manifest.env)
-        env["WAKESERVE_KAFKA_SESSION_TIMEOUT_MS"] = str(self.settings.replica_session_timeout_ms)
-        env["WAKESERVE_HOST"] = "127.0.0.1"
-        return env
+    def _announce(self) -> str:
+        s = self.settings
+        self.endpoints["gateway"] = f"http://{s.host}:{s.http_port}"
+        if s.scaler_port:
+            self.endpoints["scaler"] = f"{s.host}:{s.scaler_port}"
+        self.endpoints["context"] = str(context.write(s.state_dir, self.context_document()))
+        if self.log_file is not None:
+            self.endpoints["logs"] = str(self.log_file)
+        return status_view.banner(self.endpoints, sorted(self.functions))
 
     # -- status --------------------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        functions: dict[str, Any] = {}
-        for name, pool in self.pools.items():
-            scaler, traffic = self.scalers[name], self.activator.traffic[name]
-            observed, last = scaler.observed, pool.counters.last_scale
-            functions[name] = {
-                "replicas": len(pool.live()),
-                "ready": len(pool.ready()),
-                "desired": pool.desired,
-                "inflight": traffic.inflight,
-                "held": traffic.held,
-                "lag": observed.lag,
-                "cold_starts": pool.counters.cold_starts,
-                "crashes": pool.counters.crashes,
-                "requests": traffic.requests,
-                "last_scale": dataclasses.asdict(last) if last else None,
-                "kpa": dataclasses.asdict(observed.kpa) if observed.kpa else None,
-                "keda": dataclasses.asdict(observed.keda) if observed.keda else None,
-                "lag_error": observed.lag_error,
-                "pods": [r.snapshot() for r in pool.replicas],
-                "rollout": self.rollouts[name].describe() if name in self.rollouts else None,
-            }
+        functions = self.parts.status() if self.parts is not None else {}
         return {"functions": functions, "endpoints": self.endpoints, "uptime_s": round(time.time() - self.started, 1)}
 
     # -- main ----------------------------------------------------------------------------------------------------
@@ -201,85 +189,36 @@ class Runtime:
             await asyncio.to_thread(self.prepare_storage)
             return await self._serve(stop)
         finally:
+            context.remove(self.settings.state_dir, os.getpid())
             for child in reversed(self.children):
                 await asyncio.to_thread(child.stop)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
 
     async def _serve(self, stop: asyncio.Event) -> int:
-        from scalers.offsets import OffsetReader
-
-        s = self.settings
-        limits = httpx.Limits(max_connections=2048, max_keepalive_connections=256)
-        client = httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=2.0), limits=limits)
-        reader = OffsetReader(self.events.kafka_config())
-        producer = make_producer(self.events)
+        connections = Connections(self.events)
         tasks: list[asyncio.Task[None]] = []
         try:
-            for name, manifest in self.functions.items():
-                self.pools[name] = ReplicaPool(
-                    name,
-                    self._argv_factory(name),
-                    env=self._replica_env(manifest),
-                    log_dir=s.state_dir / "logs",
-                    client=client,
-                )
-
-            def held(function: str) -> None:
-                self.scalers[function].poke()
-
-            self.activator = Activator(
-                self.pools,
-                held,
-                hold_timeout_s=s.hold_timeout_s,
-                max_held=s.max_held,
-                container_concurrency={n: m.kpa.container_concurrency for n, m in self.functions.items()},
-            )
-            for name, manifest in self.functions.items():
-                self.scalers[name] = FunctionAutoscaler(
-                    manifest, self.pools[name], functools.partial(self.activator.concurrency, name), reader
-                )
-
-            def woke_by_events(requests: Any) -> None:
-                for model in {r.model for r in requests}:
-                    self.scalers[model].poke(events=True)
-
-            ingress = Ingress(producer, self.events, frozenset(self.functions), on_accepted=woke_by_events)
-            for name in self.functions:
-                self.rollouts[name] = RolloutController(self.pools[name], client, follow_replicas=s.watch)
-            gateway = Gateway(self.activator, ingress, client, self.status, rollouts=self.rollouts)
-            token = s.gateway_token.get_secret_value() if s.gateway_token else None
-            server = _QuietServer(
-                uvicorn.Config(gateway.app(token), host=s.host, port=s.http_port, log_level="warning", lifespan="off")
-            )
-            tasks.append(asyncio.create_task(server.serve()))
-            for name in self.functions:
-                tasks.append(asyncio.create_task(self.pools[name].watch(stop)))
-                tasks.append(asyncio.create_task(self.scalers[name].run(stop)))
-                tasks.append(asyncio.create_task(self.rollouts[name].run(stop)))
-            if s.scaler_port:
+            self.parts = Parts(self.settings, self.events, self.functions, connections, self.status)
+            server = self._gateway_server(self.parts)
+            serving = asyncio.create_task(server.serve())
+            tasks.append(serving)
+            tasks += self.parts.supervise(stop)
+            if self.settings.scaler_port:
                 tasks.append(asyncio.create_task(self._scaler(stop)))
-            while not server.started:
-                if tasks[0].done():
-                    raise RuntimeError(f"the gateway could not bind {s.host}:{s.http_port}")
-                await asyncio.sleep(0.02)
-            self.endpoints.update(gateway=f"http://{s.host}:{s.http_port}")
-            if s.scaler_port:
-                self.endpoints["scaler"] = f"{s.host}:{s.scaler_port}"
-            header = status_view.banner(self.endpoints, sorted(self.functions))
-            print(header, flush=True)
-            await status_view.follow(self.status, stop, live=sys.stdout.isatty() and not self.quiet, header=header)
+            await self._until_serving(server, serving)
+            print(self._announce(), flush=True)
+            await status_view.follow(self.status, stop, live=sys.stdout.isatty() and not self.quiet)
             server.should_exit = True
             return 0
         finally:
             stop.set()
-            await asyncio.gather(*(pool.shutdown() for pool in self.pools.values()), return_exceptions=True)
+            if self.parts is not None:
+                await self.parts.drain()
             for task in tasks:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.wait_for(task, 10)
-            await client.aclose()
-            await asyncio.to_thread(producer.close, 5)
-            await asyncio.to_thread(reader.close)
+            await connections.close()
 
     async def _scaler(self, stop: asyncio.Event) -> None:
         from scalers.external import ScalerSettings, start_scaler_server

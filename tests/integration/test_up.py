@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -199,14 +200,35 @@ def test_status_command_prints_json_with_the_documented_fields(up: UpProcess) ->
     assert table.splitlines()[0].split()[:3] == ["function", "replicas", "ready"]
 
 
+def test_other_commands_find_up_through_its_owner_only_context(up: UpProcess) -> None:
+    path = up.state_dir / "context.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    context = orjson.loads(path.read_bytes())
+    assert context["gateway_url"] == up.url and context["ingress_url"] == f"{up.url}/events"
+    assert context["kafka_bootstrap"] == up.kafka_bootstrap and context["s3_endpoint"] == up.s3_endpoint
+    assert context["gateway_token"] == TOKEN and context["pid"] == up.process.pid
+    # A fresh shell: no token, no endpoints, no AWS_* exported; only where `up` keeps its state.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WAKESERVE_"))}
+    env["WAKESERVE_STATE_DIR"] = str(up.state_dir)
+    out = subprocess.run(
+        [sys.executable, "-m", "wakeserve", "status", "--json"],
+        capture_output=True, text=True, timeout=60, env=env, cwd=REPO,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert set(orjson.loads(out.stdout)["functions"]) == {"embedder", "classifier", "echo"}
+
+
 def test_up_stops_cleanly_and_leaves_no_process_behind(tmp_path: Path) -> None:
     up = start_up(tmp_path, "--functions", "echo", "--stable-window", "6")
     response = httpx.post(f"{up.url}/v2/models/echo/infer", json=echo_request(1), timeout=120)
     assert response.status_code == 200
     children = up.descendants()
     assert len(children) >= 3  # broker, S3 server and the woken replica
+    assert (up.state_dir / "context.json").exists()
     up.process.signal(signal.SIGTERM)
     assert up.process.proc.wait(60) == 0
+    up.process.stop()  # already exited: this only closes its log
+    assert not (up.state_dir / "context.json").exists()
     time.sleep(0.2)
     alive = [pid for pid in children if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
     assert alive == []

@@ -76,6 +76,7 @@ class UpProcess:
     token: str | None
     kafka_bootstrap: str
     s3_endpoint: str
+    state_dir: Path
 
     @property
     def headers(self) -> dict[str, str]:
@@ -118,16 +119,21 @@ def start_up(
     echo_min_replicas: int = 0,
     env: dict[str, str] | None = None,
     cwd: Path = REPO,
+    manifests: Path | None = None,
 ) -> UpProcess:
+    """``manifests``: the directory to run; by default the repository's plus the echo function."""
     http, kafka, s3 = free_port(), free_port(), free_port()
+    manifests = manifests or manifests_with_echo(tmp, echo_min_replicas)
     argv = [
         sys.executable, "-m", "wakeserve", "up", "--quiet",
         "--http-port", str(http), "--kafka-port", str(kafka), "--s3-port", str(s3), "--scaler-port", "0",
-        "--manifests", str(manifests_with_echo(tmp, echo_min_replicas)), "--state-dir", str(tmp / "state"), *extra,
+        "--manifests", str(manifests), "--state-dir", str(tmp / "state"), *extra,
     ]  # fmt: skip
     env = {**(env or {}), **({"WAKESERVE_GATEWAY_TOKEN": token} if token else {})}
     process = ChildProcess("wakeserve-up", argv, env=env, log_path=tmp / "up.log", cwd=cwd)
-    up = UpProcess(process, f"http://127.0.0.1:{http}", token, f"127.0.0.1:{kafka}", f"http://127.0.0.1:{s3}")
+    up = UpProcess(
+        process, f"http://127.0.0.1:{http}", token, f"127.0.0.1:{kafka}", f"http://127.0.0.1:{s3}", tmp / "state"
+    )
 
     def serving() -> bool:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wakeserve.status import COLUMNS, render_table, versions
+from wakeserve.status import COLUMNS, render_lines, render_table, versions
 
 
 def function(pods, rollout=None, **extra):
@@ -41,3 +41,18 @@ def test_table_has_a_row_per_function_with_its_versions():
     assert lines[0].split() == [c for column in COLUMNS for c in column.split()]
     assert lines[1].split()[0] == "classifier" and lines[2].split()[0] == "echo"
     assert "1:1" in lines[2] and "0->1 10s ago (kpa)" in lines[2]
+
+
+def test_nothing_measured_yet_is_a_dash_never_none():
+    status = {"functions": {"echo": function([], lag=None, cold_starts=None, inflight=1.5)}}
+    (row,) = render_table(status, now=0.0).splitlines()[1:]
+    assert "None" not in row
+    assert row.split()[1:8] == ["0", "0", "1.5", "0", "-", "-", "-"]
+
+
+def test_plain_lines_name_each_column_for_logs_and_pipes():
+    status = {"functions": {"echo": function([{"version": "1"}], lag=None), "classifier": function([])}}
+    assert render_lines(status, now=0.0) == [
+        "status: classifier replicas=0 ready=0 inflight=0 held=0 lag=0 cold_starts=1 versions=- last_scale_event=-",
+        "status: echo replicas=1 ready=1 inflight=0 held=0 lag=- cold_starts=1 versions=1:1 last_scale_event=-",
+    ]
