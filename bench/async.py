@@ -256,7 +256,7 @@ def end_to_end(
     http = free_port()
     replica = ChildProcess(
         f"{function}-consumer",
-        replica_argv(function, http, 0, "--consume", "--log-level", "WARNING"),
+        replica_argv(function, http, 0, "--consume", "--log-level", "WARNING", admin_port=0),
         env=env,
         log_path=log_dir / f"{function}-consumer.log",
     )
@@ -344,7 +344,7 @@ def mixed_load(settings: EventSettings, n: int, log_dir: Path, env: dict[str, st
     http = free_port()
     replica = ChildProcess(
         "embedder-mixed",
-        replica_argv("embedder", http, 0, "--consume", "--log-level", "WARNING"),
+        replica_argv("embedder", http, 0, "--consume", "--log-level", "WARNING", admin_port=0),
         env=env,
         log_path=log_dir / "embedder-mixed.log",
     )

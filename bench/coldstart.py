@@ -138,13 +138,14 @@ def measure_replica(
     """
     if probe not in PROBES:
         raise ValueError(f"probe must be one of {', '.join(PROBES)}, not {probe!r}")
-    port = free_port()
-    argv = replica_argv(function, port, 0, *argv_extra)
+    port, admin = free_port(), free_port()
+    argv = replica_argv(function, port, 0, *argv_extra, admin_port=admin)
     spawned = time.time()
     env = {"WAKESERVE_SPAWN_TIME": repr(spawned)}
     child = ChildProcess(f"coldstart-{function}", argv, env=env, log_path=log_path, cwd=cwd)
     seen: dict[str, float] = {}
     conn = http.client.HTTPConnection(HOST, port, timeout=60)
+    admin_conn = http.client.HTTPConnection(HOST, admin, timeout=timeout + 10)  # the startup timeline lives there
     infer_path = f"/v2/models/{function}/infer"
     try:
         while "first_response" not in seen:
@@ -154,8 +155,10 @@ def measure_replica(
                 raise TimeoutError(f"no successful infer response after {timeout:.0f}s")
             try:
                 if probe != "infer" and "ready" not in seen:
-                    path = "/v2/health/ready" if probe == "ready" else f"/wakeserve/startup?wait={timeout}"
-                    status = _call(conn, "GET", path)
+                    if probe == "ready":
+                        status = _call(conn, "GET", "/v2/health/ready")
+                    else:
+                        status = _call(admin_conn, "GET", f"/wakeserve/startup?wait={timeout}")
                     seen.setdefault("first_answer", time.time())
                     if status == 200:
                         seen["ready"] = time.time()
@@ -170,11 +173,13 @@ def measure_replica(
                         raise RuntimeError(f"infer answered {status} instead of 503 (loading) or 200")
             except OSError:
                 conn.close()
+                admin_conn.close()
             time.sleep(interval_s)
         cpu_s = _cpu_seconds(child.pid)
-        report = _startup_report(port)
+        report = _startup_report(admin)
     finally:
         conn.close()
+        admin_conn.close()
         child.stop()
     measured = {k: round(v - spawned, 4) for k, v in seen.items()}
     return {

@@ -101,16 +101,18 @@ def summary(calls: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    port = free_port()
-    argv = replica_argv(args.function, port, 0, "--torch-threads", "1", "--log-level", "WARNING")
-    replica = ChildProcess(f"{args.function}-swap", argv, log_path=workdir / "replica.log")
-    base = f"http://127.0.0.1:{port}"
+    port, admin = free_port(), free_port()
+    argv = replica_argv(args.function, port, 0, "--torch-threads", "1", "--log-level", "WARNING", admin_port=admin)
+    # The candidate's artifacts are written under the work directory: the replica must allow that prefix.
+    env = {"WAKESERVE_MODEL_URI_ALLOWLIST": str(workdir), "WAKESERVE_ALLOW_SKIP_GATES": ",".join(args.skip_gate or [])}
+    replica = ChildProcess(f"{args.function}-swap", argv, env=env, log_path=workdir / "replica.log")
+    base, admin_base = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}"
     try:
         async with httpx.AsyncClient(timeout=60) as client:
             deadline = time.monotonic() + 120
             while True:  # until listening, then one long-poll until ready
                 try:
-                    startup = await client.get(f"{base}/wakeserve/startup", params={"wait": 120}, timeout=130)
+                    startup = await client.get(f"{admin_base}/wakeserve/startup", params={"wait": 120}, timeout=130)
                     if startup.json().get("ready"):
                         break
                 except httpx.ConnectError:
@@ -126,10 +128,10 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             spec: dict[str, Any] = {"version": version, "promote": True, "skip_gates": args.skip_gate or []}
             if uri:
                 spec["model_uri"] = uri
-            answer = await client.post(f"{base}/wakeserve/models/{args.function}/slots", json=spec)
+            answer = await client.post(f"{admin_base}/wakeserve/models/{args.function}/slots", json=spec)
             answer.raise_for_status()
             while True:  # until promoted and the old version is released
-                slots = (await client.get(f"{base}/wakeserve/models/{args.function}/slots")).json()
+                slots = (await client.get(f"{admin_base}/wakeserve/models/{args.function}/slots")).json()
                 candidate = slots["candidate"]
                 if candidate is not None and candidate["state"] == "failed":
                     raise RuntimeError(f"the candidate failed its gates: {candidate['error']}")

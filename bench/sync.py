@@ -86,7 +86,7 @@ def echo_bodies(port: int) -> list[bytes]:
 
 
 def serve_argv(function: str, http: int, grpc: int, *extra: str) -> list[str]:
-    return replica_argv(function, http, grpc, "--log-level", "WARNING", *extra)
+    return replica_argv(function, http, grpc, "--log-level", "WARNING", *extra, admin_port=0)
 
 
 def served_embedder(duration: float, log_dir: Path) -> list[dict[str, object]]:

@@ -46,6 +46,7 @@ class Up:
             "--state-dir", str(tmp), *OVERRIDES,
         ]  # fmt: skip
         self.url = f"http://127.0.0.1:{self.http}"
+        self.state_dir = tmp
         self.process = ChildProcess("wakeserve-up", argv, log_path=tmp / "up.log", cwd=REPO)
         self.process.wait_until(lambda: self.status() is not None, 60)
 
@@ -67,9 +68,15 @@ class Up:
 
     def replica_phases(self) -> dict[str, Any]:
         s = self.status() or {}
+        # The startup timeline is on each replica's admin listener, behind the token up keeps in its context.
+        token = orjson.loads((self.state_dir / "context.json").read_bytes())["admin_token"]
         for pod in s.get("pods", []):
             try:
-                r = httpx.get(f"http://127.0.0.1:{pod['port']}/wakeserve/startup", timeout=2)
+                r = httpx.get(
+                    f"http://127.0.0.1:{pod['admin_port']}/wakeserve/startup",
+                    headers={"authorization": f"Bearer {token}"},
+                    timeout=2,
+                )
                 if r.status_code == 200:
                     return dict(r.json())
             except httpx.HTTPError:

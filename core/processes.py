@@ -123,11 +123,18 @@ def start_s3(port: int, *, host: str = "127.0.0.1", log_path: Path | None = None
     return child
 
 
-def replica_argv(function: str, http_port: int, grpc_port: int, *extra: str) -> list[str]:
-    """The command line of one predictor replica (``wakeserve serve``) in this Python environment."""
+def replica_argv(
+    function: str, http_port: int, grpc_port: int, *extra: str, admin_port: int | None = None
+) -> list[str]:
+    """The command line of one predictor replica (``wakeserve serve``) in this Python environment.
+
+    ``admin_port``: None leaves the admin listener to the replica's settings (``WAKESERVE_ADMIN_PORT``); 0 lets
+    the replica pick a free port, so replicas started side by side never collide on it.
+    """
+    admin = ["--admin-port", str(admin_port)] if admin_port is not None else []
     return [
         sys.executable, "-m", "wakeserve", "serve", function,
-        "--http-port", str(http_port), "--grpc-port", str(grpc_port), *extra,
+        "--http-port", str(http_port), "--grpc-port", str(grpc_port), *admin, *extra,
     ]  # fmt: skip
 
 

@@ -54,6 +54,7 @@ class FunctionAutoscaler:
         sample_interval_s: float = 0.1,
         fast_poll_s: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
+        rollout_running: Callable[[], bool] = lambda: False,
     ) -> None:
         self.manifest = manifest
         self.pool = pool
@@ -62,6 +63,7 @@ class FunctionAutoscaler:
         self.sample_interval_s = sample_interval_s
         self.fast_poll_s = fast_poll_s
         self.clock = clock
+        self.rollout_running = rollout_running
         self.kpa = Kpa(manifest.kpa)
         self.keda = (
             KedaScaler(manifest.trigger, manifest.scaled_object or ScaledObjectSpec()) if manifest.trigger else None
@@ -125,6 +127,7 @@ class FunctionAutoscaler:
             requested=self.pool.desired,
             min_replicas=self.manifest.min_replicas,
             max_replicas=self.manifest.max_replicas,
+            rollout_running=self.rollout_running(),
         )
         if target.changed:
             await self.pool.scale_to(target.replicas, target.reason)

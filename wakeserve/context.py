@@ -2,9 +2,9 @@
 
 ``up`` writes ``<state dir>/context.json`` once its gateway serves and removes it at a clean shutdown. It names
 the endpoints of that one machine: the gateway, its ingress, the Kafka bootstrap, the S3 endpoint, the
-placeholder credentials the embedded S3 server accepts (never real ones) and the gateway token, if any. The
-file is readable by its owner only, because of that token. A context whose ``up`` process is gone is stale
-and ignored, so a crashed ``up`` does not send commands to dead ports.
+placeholder credentials the embedded S3 server accepts (never real ones), the gateway token, if any, and the
+replicas' admin token. The file is readable by its owner only, because of those tokens. A context whose ``up``
+process is gone is stale and ignored, so a crashed ``up`` does not send commands to dead ports.
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ class Context(BaseModel):
         default_factory=dict, description="AWS_* placeholders of the embedded S3 server; empty for a real store."
     )
     gateway_token: str | None = Field(None, description="Bearer token the gateway requires, if any.")
+    admin_token: str | None = Field(
+        None, description="Bearer token of the replicas' admin listeners (control API), for this machine's operator."
+    )
 
 
 def context_path(state_dir: Path) -> Path:

@@ -170,7 +170,9 @@ class Gateway:
         replicas = []
         for replica in controller.pool.ready():
             try:
-                answer = await self.client.get(f"{replica.url}/wakeserve/models/{function}/slots", timeout=5)
+                answer = await self.client.get(
+                    f"{replica.admin_url}/wakeserve/models/{function}/slots", headers=controller.headers, timeout=5
+                )
                 slots: Any = answer.json()
             except (httpx.HTTPError, ValueError) as exc:
                 slots = {"error": f"{type(exc).__name__}: {exc}"}

@@ -102,6 +102,7 @@ class ReplicaPool:
         env: Mapping[str, str],
         log_dir: Path,
         client: httpx.AsyncClient,
+        admin_token: str | None = None,
         drain_timeout_s: float = 40.0,
         probe_interval_s: float = 0.02,
     ) -> None:
@@ -110,6 +111,7 @@ class ReplicaPool:
         self._env = dict(env)
         self._log_dir = log_dir
         self._client = client
+        self._admin_headers = {"authorization": f"Bearer {admin_token}"} if admin_token else {}
         self.drain_timeout_s = drain_timeout_s
         self.probe_interval_s = probe_interval_s
         self.replicas: list[Replica] = []
@@ -218,7 +220,10 @@ class ReplicaPool:
         while replica.state is State.STARTING and replica.process.alive():
             try:
                 startup = await self._client.get(
-                    f"{replica.admin_url}/wakeserve/startup", params={"wait": 30}, timeout=httpx.Timeout(35, connect=1)
+                    f"{replica.admin_url}/wakeserve/startup",
+                    params={"wait": 30},
+                    headers=self._admin_headers,
+                    timeout=httpx.Timeout(35, connect=1),
                 )
                 if startup.status_code != 200:
                     await asyncio.sleep(0.1)

@@ -161,6 +161,7 @@ class Runtime:
             s3_endpoint=self.events.s3_endpoint,
             s3_credentials=dict(LOCAL_S3_CREDENTIALS) if self.embedded_s3 else {},
             gateway_token=s.gateway_token.get_secret_value() if s.gateway_token else None,
+            admin_token=self.parts.admin_token if self.parts is not None else None,
         )
 
     def _announce(self) -> str:

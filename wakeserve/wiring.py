@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import functools
 import os
+import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -60,6 +61,9 @@ class Parts:
     ) -> None:
         self.settings = settings
         self.events = events
+        # The replicas' admin listeners take this token; only the pools, rollouts and gateway of this process
+        # hold it, so nothing else on the machine can swap or unload a model.
+        self.admin_token = secrets.token_urlsafe(32)
         self.pools: dict[str, ReplicaPool] = {
             name: ReplicaPool(
                 name,
@@ -67,6 +71,7 @@ class Parts:
                 env=self._replica_env(manifest),
                 log_dir=settings.state_dir / "logs",
                 client=connections.client,
+                admin_token=self.admin_token,
             )
             for name, manifest in functions.items()
         }
@@ -83,15 +88,21 @@ class Parts:
                 self.pools[name],
                 functools.partial(self.activator.concurrency, name),
                 connections.reader,
+                rollout_running=functools.partial(self._rollout_running, name),
             )
             for name, manifest in functions.items()
         }
         self.rollouts: dict[str, RolloutController] = {
-            name: RolloutController(self.pools[name], connections.client, follow_replicas=settings.watch)
+            name: RolloutController(
+                self.pools[name], connections.client, follow_replicas=settings.watch, admin_token=self.admin_token
+            )
             for name in functions
         }
         self.ingress = Ingress(connections.producer, events, frozenset(functions), on_accepted=self._woke_by_events)
         self.gateway = Gateway(self.activator, self.ingress, connections.client, status, rollouts=self.rollouts)
+
+    def _rollout_running(self, function: str) -> bool:
+        return self.rollouts[function].needs_replica
 
     def _held(self, function: str) -> None:
         self.scalers[function].poke()
@@ -117,6 +128,7 @@ class Parts:
         env.update(manifest.env)
         env["WAKESERVE_KAFKA_SESSION_TIMEOUT_MS"] = str(self.settings.replica_session_timeout_ms)
         env["WAKESERVE_HOST"] = "127.0.0.1"
+        env["WAKESERVE_ADMIN_TOKEN"] = self.admin_token
         return env
 
     def supervise(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -81,6 +82,12 @@ class UpProcess:
     @property
     def headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.token}"} if self.token else {}
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """The replicas' admin token, as ``up`` wrote it into its context file for this machine's operator."""
+        context = json.loads((self.state_dir / "context.json").read_text())
+        return {"authorization": f"Bearer {context['admin_token']}"}
 
     def settings(self) -> EventSettings:
         return EventSettings(kafka_bootstrap=self.kafka_bootstrap, s3_endpoint=self.s3_endpoint)

@@ -20,20 +20,25 @@ def kpa(desired: int, reason: str = "stable") -> KpaDecision:
 
 
 @pytest.mark.parametrize(
-    ("kpa_decision", "keda", "current", "requested", "bounds", "expected"),
+    ("kpa_decision", "keda", "current", "requested", "bounds", "expected", "rollout"),
     [
-        pytest.param(kpa(0, "scaled-to-zero"), None, 0, 0, (0, 4), ReplicaTarget(0, "kpa: scaled-to-zero", False), id="idle-at-zero-no-keda"),
-        pytest.param(kpa(2), None, 1, 1, (0, 4), ReplicaTarget(2, "kpa: stable", True), id="kpa-alone-scales-up"),
-        pytest.param(kpa(1), ScaleDecision(3, "hpa: lag 30 / 10"), 1, 1, (0, 4), ReplicaTarget(3, "keda: hpa: lag 30 / 10", True), id="keda-larger"),
-        pytest.param(kpa(3, "panic"), ScaleDecision(2, "hpa: lag 20 / 10"), 2, 2, (0, 4), ReplicaTarget(3, "kpa: panic", True), id="kpa-larger"),
-        pytest.param(kpa(2), ScaleDecision(2, "hpa: lag 20 / 10"), 2, 2, (0, 4), ReplicaTarget(2, "kpa: stable", False), id="tie-is-kpa-and-unchanged"),
-        pytest.param(kpa(0, "scaled-to-zero"), ScaleDecision(0, "inactive at zero"), 0, 0, (1, 4), ReplicaTarget(1, "kpa: scaled-to-zero", True), id="min-raises-zero"),
-        pytest.param(kpa(9, "panic"), ScaleDecision(6, "hpa: lag 60 / 10"), 4, 4, (0, 4), ReplicaTarget(4, "kpa: panic", False), id="max-caps-kpa"),
-        pytest.param(kpa(1), ScaleDecision(7, "hpa: lag 70 / 10"), 2, 2, (0, 5), ReplicaTarget(5, "keda: hpa: lag 70 / 10", True), id="max-caps-keda"),
-        pytest.param(kpa(0, "scaled-to-zero"), ScaleDecision(1, "activated from zero"), 0, 0, (0, 4), ReplicaTarget(1, "keda: activated from zero", True), id="lag-wakes-from-zero"),
-        pytest.param(kpa(2), None, 1, 2, (0, 4), ReplicaTarget(2, "kpa: stable", True), id="lost-replica-is-asked-again"),
-        pytest.param(kpa(2), None, 2, 3, (0, 4), ReplicaTarget(2, "kpa: stable", True), id="pool-asked-for-more-is-corrected"),
-        pytest.param(kpa(1, "no-data"), ScaleDecision(0, "cooldown elapsed"), 1, 1, (0, 4), ReplicaTarget(1, "kpa: no-data", False), id="keda-zero-does-not-override-kpa"),
+        pytest.param(kpa(0, "scaled-to-zero"), None, 0, 0, (0, 4), ReplicaTarget(0, "kpa: scaled-to-zero", False), False, id="idle-at-zero-no-keda"),
+        pytest.param(kpa(2), None, 1, 1, (0, 4), ReplicaTarget(2, "kpa: stable", True), False, id="kpa-alone-scales-up"),
+        pytest.param(kpa(1), ScaleDecision(3, "hpa: lag 30 / 10"), 1, 1, (0, 4), ReplicaTarget(3, "keda: hpa: lag 30 / 10", True), False, id="keda-larger"),
+        pytest.param(kpa(3, "panic"), ScaleDecision(2, "hpa: lag 20 / 10"), 2, 2, (0, 4), ReplicaTarget(3, "kpa: panic", True), False, id="kpa-larger"),
+        pytest.param(kpa(2), ScaleDecision(2, "hpa: lag 20 / 10"), 2, 2, (0, 4), ReplicaTarget(2, "kpa: stable", False), False, id="tie-is-kpa-and-unchanged"),
+        pytest.param(kpa(0, "scaled-to-zero"), ScaleDecision(0, "inactive at zero"), 0, 0, (1, 4), ReplicaTarget(1, "kpa: scaled-to-zero", True), False, id="min-raises-zero"),
+        pytest.param(kpa(9, "panic"), ScaleDecision(6, "hpa: lag 60 / 10"), 4, 4, (0, 4), ReplicaTarget(4, "kpa: panic", False), False, id="max-caps-kpa"),
+        pytest.param(kpa(1), ScaleDecision(7, "hpa: lag 70 / 10"), 2, 2, (0, 5), ReplicaTarget(5, "keda: hpa: lag 70 / 10", True), False, id="max-caps-keda"),
+        pytest.param(kpa(0, "scaled-to-zero"), ScaleDecision(1, "activated from zero"), 0, 0, (0, 4), ReplicaTarget(1, "keda: activated from zero", True), False, id="lag-wakes-from-zero"),
+        pytest.param(kpa(2), None, 1, 2, (0, 4), ReplicaTarget(2, "kpa: stable", True), False, id="lost-replica-is-asked-again"),
+        pytest.param(kpa(2), None, 2, 3, (0, 4), ReplicaTarget(2, "kpa: stable", True), False, id="pool-asked-for-more-is-corrected"),
+        pytest.param(kpa(1, "no-data"), ScaleDecision(0, "cooldown elapsed"), 1, 1, (0, 4), ReplicaTarget(1, "kpa: no-data", False), False, id="keda-zero-does-not-override-kpa"),
+        pytest.param(kpa(0, "scaled-to-zero"), None, 0, 0, (0, 4), ReplicaTarget(1, "rollout: a running rollout keeps one replica", True), True, id="rollout-wakes-and-keeps-one"),
+        pytest.param(kpa(0, "scaled-to-zero"), None, 1, 1, (0, 4), ReplicaTarget(1, "rollout: a running rollout keeps one replica", False), True, id="rollout-holds-one-when-idle"),
+        pytest.param(kpa(3, "panic"), None, 2, 2, (0, 4), ReplicaTarget(3, "kpa: panic", True), True, id="rollout-does-not-cap-traffic"),
+        pytest.param(kpa(0, "scaled-to-zero"), ScaleDecision(2, "hpa: lag 20 / 10"), 1, 1, (0, 4), ReplicaTarget(2, "keda: hpa: lag 20 / 10", True), True, id="rollout-with-lag-is-keda"),
+        pytest.param(kpa(0, "scaled-to-zero"), None, 2, 2, (2, 4), ReplicaTarget(2, "kpa: scaled-to-zero", False), True, id="rollout-under-min-is-min"),
     ],
 )  # fmt: skip
 def test_combine(
@@ -43,9 +48,18 @@ def test_combine(
     requested: int,
     bounds: tuple[int, int],
     expected: ReplicaTarget,
+    rollout: bool,
 ) -> None:
     low, high = bounds
-    target = combine(kpa_decision, keda, current=current, requested=requested, min_replicas=low, max_replicas=high)
+    target = combine(
+        kpa_decision,
+        keda,
+        current=current,
+        requested=requested,
+        min_replicas=low,
+        max_replicas=high,
+        rollout_running=rollout,
+    )
     assert target == expected
 
 
