@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from events.settings import EventSettings
 from wakeserve.context import Context, context_path
@@ -99,9 +100,18 @@ class Resolution:
         token = UpSettings().gateway_token
         if token is not None:
             return token.get_secret_value()
-        if self.context is not None and self.context.gateway_token and url.startswith(self.context.gateway_url):
+        if self.context is not None and self.context.gateway_token and same_origin(url, self.context.gateway_url):
             return self.context.gateway_token
         return None
+
+
+def same_origin(url: str, base: str) -> bool:
+    """Scheme, host and port equal: a token for ``base`` is never sent to a look-alike URL."""
+    a, b = urlsplit(url), urlsplit(base)
+    try:
+        return (a.scheme, a.hostname, a.port or 0) == (b.scheme, b.hostname, b.port or 0) and not a.username
+    except ValueError:
+        return False
 
 
 def _source(name: str, flags: Mapping[str, Any], explicit: set[str], update: Mapping[str, Any]) -> Source:

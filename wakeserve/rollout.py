@@ -196,7 +196,15 @@ class RolloutController:
                 loaded.append(replica)  # promoted already (a replica that started after the promotion)
                 continue
             if candidate is None or (candidate.version != version and not candidate.state.busy):
-                await self._post(replica, "slots", self._candidate_body(rollout))
+                try:
+                    await self._post(replica, "slots", self._candidate_body(rollout))
+                except httpx.HTTPStatusError as exc:
+                    if exc.response.status_code in (409, 429) or exc.response.status_code >= 500:
+                        continue  # busy or unwell (logged): the next pass asks again
+                    # The replica refuses this candidate (not allowed, bad request): asking again cannot help.
+                    reason = f"replica {replica.index} refused the candidate: {_error_text(exc.response)}"
+                    await self._roll_back(rollout, Phase.FAILED, reason)
+                    return
                 continue
             if candidate.state is SlotState.FAILED and candidate.version == version:
                 await self._roll_back(rollout, Phase.FAILED, f"replica {replica.index}: {candidate.error}")
@@ -299,3 +307,10 @@ class RolloutController:
                         response.status_code, response.text[:300])  # fmt: skip
             response.raise_for_status()
         return dict(response.json())
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("error", response.text))[:300]
+    except ValueError:
+        return response.text[:300]

@@ -1,8 +1,8 @@
 """The states of a model slot and the JSON documents of a replica's control API, shared by the replica that
 writes them (:mod:`functions.hotswap.control`) and the rollout controller of ``wakeserve up`` that reads them.
 
-Field names and values are the wire format: a document parsed by one side and dumped by the other is the same
-JSON as before these models existed.
+Field names and values are the wire format: a document parsed by one side and dumped by the other gives the
+same JSON back.
 """
 
 from __future__ import annotations

@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 
 _GRPC_CODES = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    408: grpc.StatusCode.DEADLINE_EXCEEDED,
+    409: grpc.StatusCode.FAILED_PRECONDITION,
     404: grpc.StatusCode.NOT_FOUND,
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
     501: grpc.StatusCode.UNIMPLEMENTED,
@@ -93,6 +97,8 @@ class GrpcErrorInterceptor(AsyncExceptionToStatusInterceptor):
     async def handle_exception(
         self, ex: Exception, request_or_iterator: Any, context: grpc.ServicerContext, method_name: str
     ) -> NoReturn:
+        if isinstance(ex, grpc.aio.AbortError):
+            raise ex  # the handler already set the status (context.abort); nothing to translate
         err = as_wakeserve_error(ex)
         await context.abort(_GRPC_CODES.get(err.status, grpc.StatusCode.INTERNAL), err.message)
         raise AssertionError("context.abort raises")

@@ -98,7 +98,9 @@ class V2Servicer(InferenceServicer):  # type: ignore[misc]
         if not self._repository_enabled:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, REPOSITORY_OFF)
         metadata = dict(context.invocation_metadata() or ())
-        if self._admin_token is not None and not bearer_matches(metadata.get("authorization"), self._admin_token):
+        # The inference port is reachable by strangers: without an admin token there is no way to tell an
+        # operator from anyone else, so the repository extension is refused there.
+        if self._admin_token is None or not bearer_matches(metadata.get("authorization"), self._admin_token):
             log.warning("admin repository %s of %s refused (no valid token) from %s", action, model, context.peer())
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the repository extension needs the admin token")
         log.info("admin repository %s of %s by %s (gRPC)", action, model, context.peer())

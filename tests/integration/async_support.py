@@ -1,4 +1,4 @@
-"""Helpers for the asynchronous-path tests: producing request events and collecting replies."""
+"""What the asynchronous-path tests share: producing request events and collecting replies."""
 
 from __future__ import annotations
 

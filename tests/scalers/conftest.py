@@ -12,7 +12,7 @@ from kafka.structs import OffsetAndMetadata
 
 
 class Broker:
-    """Helpers against one broker: topics with unique names, batched produces, group commits."""
+    """Operations on one broker: topics with unique names, batched produces, group commits."""
 
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap

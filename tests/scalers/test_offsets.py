@@ -116,11 +116,11 @@ def test_broker_down_raises_unavailable_and_the_reader_recovers(tmp_path):
     port = free_port()
     bootstrap = f"127.0.0.1:{port}"
     broker = start_kafka(port, log_path=tmp_path / "tansu.log")
-    helper = Broker(bootstrap)
+    topics = Broker(bootstrap)
     reader = OffsetReader({"bootstrap_servers": [bootstrap]}, timeout_s=2.0)
     try:
-        topic = helper.topic(partitions=1)
-        helper.produce(topic, {0: 3})
+        topic = topics.topic(partitions=1)
+        topics.produce(topic, {0: 3})
         assert as_table(reader.read(topic, "g")) == {0: (3, None)}
 
         broker.signal(signal.SIGKILL)  # a crash; SIGTERM makes tansu wait for its clients to leave
@@ -151,7 +151,7 @@ def test_broker_down_raises_unavailable_and_the_reader_recovers(tmp_path):
             fresh.close()
     finally:
         reader.close()
-        helper.close()
+        topics.close()
         broker.stop()
 
 

@@ -125,6 +125,24 @@ def test_gateway_precedence_and_the_token_stays_with_its_gateway(
     assert resolution.token_for(expected) == token
 
 
+@pytest.mark.parametrize(
+    ("url", "gets_token"),
+    [
+        ("http://127.0.0.1:18080", True),
+        ("http://127.0.0.1:18080/wakeserve/status", True),
+        ("http://127.0.0.1:18080@elsewhere.example/", False),
+        ("http://127.0.0.1:180801", False),
+        ("http://127.0.0.1:1808", False),
+        ("https://127.0.0.1:18080", False),
+        ("http://user@127.0.0.1:18080", False),
+    ],
+    ids=["same", "same-with-path", "userinfo-trick", "longer-port", "shorter-port", "other-scheme", "userinfo"],
+)
+def test_the_context_token_goes_only_to_the_same_origin(tmp_path, url, gets_token):
+    token = Resolution(tmp_path, CONTEXT).token_for(url)
+    assert (token == "test-token-not-a-secret") is gets_token
+
+
 def test_the_token_variable_wins_over_the_context(monkeypatch, tmp_path):
     monkeypatch.setenv("WAKESERVE_GATEWAY_TOKEN", "from-env-not-a-secret")
     assert Resolution(tmp_path, CONTEXT).token_for(CONTEXT.gateway_url) == "from-env-not-a-secret"

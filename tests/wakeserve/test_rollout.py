@@ -42,6 +42,7 @@ class FakeReplica:
     candidate: CandidateSlotDocument | None = None
     load_state: SlotState = SlotState.READY
     refuse_probes: str | None = None
+    refuse_load: tuple[int, str] | None = None  # the status and reason a replica refuses a candidate with
     canary_percent: float = 0.0
     behaviour: dict[str, Behaviour] = field(default_factory=dict)
     samples: list[tuple[int, str, float, bool]] = field(default_factory=list)
@@ -71,6 +72,9 @@ class FakeReplica:
                 canary_percent=self.canary_percent,
             )
             return httpx.Response(200, json=doc.model_dump(mode="json"))
+        if action == "slots" and self.refuse_load is not None:
+            status, reason = self.refuse_load
+            return httpx.Response(status, json={"error": reason, "code": "refused", "retryable": False})
         if action == "slots":
             self.candidate = CandidateSlotDocument(version=body["version"], state=self.load_state, error="golden: no")
         elif action == "slots/canary":
@@ -206,6 +210,28 @@ def test_a_candidate_that_cannot_be_probed_waits_for_user_traffic_and_says_why()
     assert rollout["phase"] == "canary" and rollout["probe_refused"] == "version v2 declares new inputs"
     assert len(replicas[0].calls["slots/probe"]) == 1  # not asked again
     assert any("no synthetic probes" in e["event"] for e in rollout["events"])
+
+
+@pytest.mark.parametrize(
+    ("refusal", "phase"),
+    [
+        ((403, "model_uri s3://wakeserve-payloads/x is not on the allowlist"), "failed"),
+        ((400, "skipping the latency gate is not allowed here"), "failed"),
+        ((409, "a candidate is still loading"), "loading"),
+        ((503, "not ready"), "loading"),
+    ],
+    ids=["not-allowed", "bad-request", "busy-asks-again", "unwell-asks-again"],
+)
+def test_a_candidate_a_replica_refuses_fails_the_rollout_at_once(refusal: tuple[int, str], phase: str) -> None:
+    replicas = [FakeReplica(0, refuse_load=refusal)]
+    state, _, _ = run_rollout(replicas, {}, POLICY, until=3.0)
+    rollout = state["rollout"]
+    assert rollout["phase"] == phase
+    if phase == "failed":
+        assert rollout["reason"] == f"replica 0 refused the candidate: {refusal[1]}"
+        assert len(replicas[0].calls["slots"]) == 1  # not asked again
+    else:
+        assert len(replicas[0].calls["slots"]) > 1
 
 
 def test_loading_waits_for_every_replica_then_sets_the_first_share() -> None:

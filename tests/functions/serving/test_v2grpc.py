@@ -112,3 +112,61 @@ def test_raw_contents_that_do_not_fit_the_shape_are_rejected(datatype, raw, shap
         decode_inputs(read_request(request).inputs, (TensorSpec("x", datatype, (-1,)),))
     assert f"input 'x': data does not decode as {datatype}{shape}" in err.value.message
     assert message in err.value.message
+
+
+class _Aborted(Exception):
+    pass
+
+
+class _Context:
+    """What the servicer's authorisation reads of a gRPC context, with ``abort`` recorded."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.metadata = metadata
+        self.aborted: tuple[object, str] | None = None
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self.metadata
+
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:5555"
+
+    async def abort(self, code: object, message: str) -> None:
+        self.aborted = (code, message)
+        raise _Aborted(message)
+
+
+@pytest.mark.parametrize(
+    ("enabled", "token", "metadata", "refused"),
+    [
+        (False, "s3cret-for-tests", (("authorization", "Bearer s3cret-for-tests"),), "UNIMPLEMENTED"),
+        (True, None, (), "PERMISSION_DENIED"),
+        (True, None, (("authorization", "Bearer anything"),), "PERMISSION_DENIED"),
+        (True, "s3cret-for-tests", (), "PERMISSION_DENIED"),
+        (True, "s3cret-for-tests", (("authorization", "Bearer wrong"),), "PERMISSION_DENIED"),
+        (True, "s3cret-for-tests", (("authorization", "Bearer s3cret-for-tests"),), None),
+    ],
+    ids=["off", "on-without-token-configured", "on-without-token-any-bearer", "no-bearer", "wrong-bearer", "right"],
+)
+def test_the_repository_extension_on_grpc_needs_it_enabled_and_the_admin_token(
+    enabled: bool, token: str | None, metadata: tuple[tuple[str, str], ...], refused: str | None
+) -> None:
+    import asyncio
+
+    import grpc
+
+    from functions.serving.v2grpc import V2Servicer
+
+    servicer = V2Servicer(None, None, repository_enabled=enabled, admin_token=token)  # type: ignore[arg-type]
+    context = _Context(metadata)
+
+    async def call() -> None:
+        await servicer._authorize_repository("unload", "echo", context)
+
+    if refused is None:
+        asyncio.run(call())
+        assert context.aborted is None
+    else:
+        with pytest.raises(_Aborted):
+            asyncio.run(call())
+        assert context.aborted is not None and context.aborted[0] == getattr(grpc.StatusCode, refused)
