@@ -114,7 +114,7 @@ def test_raw_contents_that_do_not_fit_the_shape_are_rejected(datatype, raw, shap
     assert message in err.value.message
 
 
-class _Aborted(Exception):
+class _AbortedError(Exception):
     pass
 
 
@@ -133,7 +133,7 @@ class _Context:
 
     async def abort(self, code: object, message: str) -> None:
         self.aborted = (code, message)
-        raise _Aborted(message)
+        raise _AbortedError(message)
 
 
 @pytest.mark.parametrize(
@@ -167,6 +167,6 @@ def test_the_repository_extension_on_grpc_needs_it_enabled_and_the_admin_token(
         asyncio.run(call())
         assert context.aborted is None
     else:
-        with pytest.raises(_Aborted):
+        with pytest.raises(_AbortedError):
             asyncio.run(call())
         assert context.aborted is not None and context.aborted[0] == getattr(grpc.StatusCode, refused)
