@@ -112,6 +112,13 @@ class UnauthorizedError(WakeserveError):
     headers = {"WWW-Authenticate": 'Bearer realm="wakeserve"'}
 
 
+class ForbiddenError(WakeserveError):
+    """The caller is known, or needs no name, but what it asks for is not allowed here."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFoundError(WakeserveError):
     """No such route or resource (other than a model, which is :class:`UnknownModelError`)."""
 

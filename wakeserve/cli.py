@@ -218,8 +218,11 @@ def _rollout(args: argparse.Namespace, found: Resolution) -> int:
     args.url = gateway.value
     token = found.token_for(str(gateway.value))
     if token is not None:
-        # The rollout command reads its token from the environment; this process's copy only.
+        # The rollout command reads its tokens from the environment; this process's copy only.
         os.environ.setdefault("WAKESERVE_GATEWAY_TOKEN", token)
+    admin = found.admin_token_for(str(gateway.value))
+    if admin is not None:
+        os.environ.setdefault("WAKESERVE_ADMIN_TOKEN", admin)
     return rollout_command.run(args)
 
 

@@ -95,6 +95,12 @@ class Resolution:
         self.endpoints["gateway"] = endpoint
         return endpoint
 
+    def admin_token_for(self, url: str) -> str | None:
+        """The context's admin token (rollouts), only for the context's own gateway."""
+        if self.context is not None and self.context.admin_token and same_origin(url, self.context.gateway_url):
+            return self.context.admin_token
+        return None
+
     def token_for(self, url: str) -> str | None:
         """``WAKESERVE_GATEWAY_TOKEN``, else the context's token, but only for the context's own gateway."""
         token = UpSettings().gateway_token

@@ -20,6 +20,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.errors import (
+    ForbiddenError,
     InvalidInputError,
     NotFoundError,
     PayloadTooLargeError,
@@ -42,18 +43,21 @@ OPEN_PATHS = frozenset({"/healthz", "/v2/health/live", "/v2/health/ready"})
 
 
 class BearerAuth:
-    """ASGI middleware: 401 unless the request carries the gateway token (constant-time comparison)."""
+    """ASGI middleware: 401 unless the request carries the gateway token or the admin token (constant time)."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: str, admin_token: str | None = None) -> None:
         self.app = app
         self.expected = f"Bearer {token}".encode()
+        self.admin = f"Bearer {admin_token}".encode() if admin_token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
         supplied = dict(scope["headers"]).get(b"authorization", b"")
-        if hmac.compare_digest(supplied, self.expected):
+        if hmac.compare_digest(supplied, self.expected) or (
+            self.admin is not None and hmac.compare_digest(supplied, self.admin)
+        ):
             await self.app(scope, receive, send)
             return
         await send_error(send, UnauthorizedError("missing or wrong bearer token"))
@@ -75,8 +79,12 @@ class Gateway:
         max_body_bytes: int = 64 * 1024 * 1024,
         attempts: int = 3,
         rollouts: dict[str, RolloutController] | None = None,
+        admin_token: str | None = None,
     ) -> None:
         self.rollouts = rollouts or {}
+        # Starting, promoting or aborting a rollout changes what replicas serve: it needs the admin token
+        # whatever the gateway token, and with no admin token configured it is refused.
+        self.admin_token = admin_token
         self.activator = activator
         self.ingress = ingress
         self.client = client
@@ -130,6 +138,13 @@ class Gateway:
         return JSONResponse(self.status())
 
     # -- model lifecycle -------------------------------------------------------------------------------------
+    def _require_admin(self, request: Request) -> None:
+        supplied = request.headers.get("authorization", "").encode()
+        if self.admin_token is None:
+            raise ForbiddenError("rollouts are not enabled on this gateway (it has no admin token)")
+        if not hmac.compare_digest(supplied, f"Bearer {self.admin_token}".encode()):
+            raise UnauthorizedError("rollouts need the admin token (`wakeserve up` keeps it in its context file)")
+
     def _controller(self, request: Request) -> RolloutController:
         name = request.path_params["name"]
         controller = self.rollouts.get(name)
@@ -142,6 +157,7 @@ class Gateway:
         controller = self._controller(request)
         if request.method == "GET":
             return JSONResponse(controller.describe())
+        self._require_admin(request)
         body = await request.body()
         if len(body) > 64 * 1024:
             raise PayloadTooLargeError("rollout request is over 64 KiB")
@@ -154,6 +170,7 @@ class Gateway:
 
     async def rollout_action(self, request: Request) -> Response:
         controller = self._controller(request)
+        self._require_admin(request)
         action = request.path_params["action"]
         if action not in ("promote", "abort"):
             raise NotFoundError(f"unknown rollout action {action!r}; use promote or abort")
@@ -166,6 +183,7 @@ class Gateway:
     async def slots(self, request: Request) -> Response:
         """Both slots of every ready replica, read from the replicas' control API."""
         controller = self._controller(request)
+        self._require_admin(request)
         function = controller.pool.function
         replicas = []
         for replica in controller.pool.ready():
@@ -196,4 +214,4 @@ class Gateway:
             ],
             exception_handlers=dict(exception_handlers()),
         )
-        return BearerAuth(app, token) if token else app
+        return BearerAuth(app, token, self.admin_token) if token else app

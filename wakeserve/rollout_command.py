@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -99,7 +100,11 @@ def run(args: argparse.Namespace) -> int:
 
     settings = UpSettings()
     url = (args.url or f"http://127.0.0.1:{settings.http_port}").rstrip("/")
-    headers = {"authorization": f"Bearer {settings.gateway_token.get_secret_value()}"} if settings.gateway_token else {}
+    # Rollouts need the admin token; the gateway accepts it in place of its own token too.
+    token = os.environ.get("WAKESERVE_ADMIN_TOKEN") or (
+        settings.gateway_token.get_secret_value() if settings.gateway_token else None
+    )
+    headers = {"authorization": f"Bearer {token}"} if token else {}
     base = f"{url}/wakeserve/functions/{args.function}/rollout"
     try:
         with httpx.Client(headers=headers, timeout=30) as client:

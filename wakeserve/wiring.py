@@ -61,9 +61,9 @@ class Parts:
     ) -> None:
         self.settings = settings
         self.events = events
-        # The replicas' admin listeners take this token; only the pools, rollouts and gateway of this process
-        # hold it, so nothing else on the machine can swap or unload a model.
-        self.admin_token = secrets.token_urlsafe(32)
+        # The replicas' admin listeners and the gateway's rollout routes take this token (WAKESERVE_ADMIN_TOKEN,
+        # else a fresh one); only this process and the owner-only context file hold it.
+        self.admin_token = os.environ.get("WAKESERVE_ADMIN_TOKEN") or secrets.token_urlsafe(32)
         self.pools: dict[str, ReplicaPool] = {
             name: ReplicaPool(
                 name,
@@ -99,7 +99,14 @@ class Parts:
             for name in functions
         }
         self.ingress = Ingress(connections.producer, events, frozenset(functions), on_accepted=self._woke_by_events)
-        self.gateway = Gateway(self.activator, self.ingress, connections.client, status, rollouts=self.rollouts)
+        self.gateway = Gateway(
+            self.activator,
+            self.ingress,
+            connections.client,
+            status,
+            rollouts=self.rollouts,
+            admin_token=self.admin_token,
+        )
 
     def _rollout_running(self, function: str) -> bool:
         return self.rollouts[function].needs_replica

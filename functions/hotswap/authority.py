@@ -13,16 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import WakeserveError
+from core.errors import ForbiddenError
 from core.s3 import S3Uri
 from functions.hotswap.candidate import CandidateSpec
 
-
-class ForbiddenError(WakeserveError):
-    """The caller is known, but what it asks for is not allowed by this replica's settings."""
-
-    status = 403
-    code = "forbidden"
+__all__ = ["Authority", "ForbiddenError"]
 
 
 @dataclass(frozen=True)

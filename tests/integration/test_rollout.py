@@ -54,7 +54,7 @@ def rollout_url(up: UpProcess) -> str:
 
 
 def start_rollout(up: UpProcess, **body: Any) -> dict[str, Any]:
-    response = httpx.post(rollout_url(up), json=body, headers=up.headers, timeout=10)
+    response = httpx.post(rollout_url(up), json=body, headers=up.admin_headers, timeout=10)
     assert response.status_code == 202, response.text
     return dict(response.json())
 
@@ -100,7 +100,7 @@ def test_a_version_that_fails_a_gate_never_serves(up: UpProcess, versions: Path)
     assert answers and all(a.status == 200 and a.correct for a in answers)
     assert {a.version for a in answers} == {stable}
     assert state["stable"] == stable
-    slots = httpx.get(f"{up.url}/wakeserve/functions/echo/slots", headers=up.headers, timeout=10).json()
+    slots = httpx.get(f"{up.url}/wakeserve/functions/echo/slots", headers=up.admin_headers, timeout=10).json()
     for replica in slots["replicas"]:
         assert replica["slots"]["active"]["version"] == stable
         assert replica["slots"]["candidate"] is None or replica["slots"]["candidate"]["state"] != "ready"
@@ -244,10 +244,10 @@ def test_rollout_requests_are_validated_and_conflicts_refused(up: UpProcess, ver
         ({"version": "x", "colour": "blue"}, "unknown field"),
     ]
     for body, problem in bad:
-        response = httpx.post(rollout_url(up), json=body, headers=up.headers, timeout=10)
+        response = httpx.post(rollout_url(up), json=body, headers=up.admin_headers, timeout=10)
         assert response.status_code == 400, response.text
         assert problem in response.json()["error"]
-    assert httpx.post(f"{rollout_url(up)}/promote", headers=up.headers, timeout=10).status_code == 409
+    assert httpx.post(f"{rollout_url(up)}/promote", headers=up.admin_headers, timeout=10).status_code == 409
     missing = httpx.get(f"{up.url}/wakeserve/functions/nope/rollout", headers=up.headers, timeout=10)
     assert missing.status_code == 404 and missing.json()["code"] == "unknown_model"
 
@@ -269,11 +269,11 @@ def test_manual_abort_and_manual_promote(up: UpProcess, versions: Path) -> None:
     with EchoLoad(up.url, up.headers, event_every_s=0) as load:
         start_rollout(up, version=f"abort-{uuid.uuid4().hex[:6]}", **held)
         wait_phase(up, "canary")
-        aborted = httpx.post(f"{rollout_url(up)}/abort", headers=up.headers, timeout=10).json()
+        aborted = httpx.post(f"{rollout_url(up)}/abort", headers=up.admin_headers, timeout=10).json()
         second = f"promote-{uuid.uuid4().hex[:6]}"
         start_rollout(up, version=second, **held)
         wait_phase(up, "canary")
-        promoted = httpx.post(f"{rollout_url(up)}/promote", headers=up.headers, timeout=10).json()
+        promoted = httpx.post(f"{rollout_url(up)}/promote", headers=up.admin_headers, timeout=10).json()
         promoted_at = time.monotonic()
         time.sleep(1.0)
     assert aborted["rollout"]["phase"] == "aborted" and aborted["stable"] == stable

@@ -57,12 +57,31 @@ def pool(function: str, ready: int) -> ReplicaPool:
     return p
 
 
-def gateway(upstream: Upstream, *, ready: int = 1, with_rollouts: bool = False, max_body_bytes: int = 64) -> Gateway:
+ADMIN = "admin-token-for-tests"
+AS_ADMIN = {"authorization": f"Bearer {ADMIN}"}
+
+
+def gateway(
+    upstream: Upstream,
+    *,
+    ready: int = 1,
+    with_rollouts: bool = False,
+    max_body_bytes: int = 64,
+    admin_token: str | None = ADMIN,
+) -> Gateway:
     pools = {"classifier": pool("classifier", ready)}
     activator = Activator(pools, lambda _: None, hold_timeout_s=0.1)
     client = httpx.AsyncClient(transport=httpx.MockTransport(upstream.handle))
     rollouts = {"classifier": RolloutController(pools["classifier"], client)} if with_rollouts else None
-    return Gateway(activator, None, client, lambda: {"functions": {}}, max_body_bytes=max_body_bytes, rollouts=rollouts)
+    return Gateway(
+        activator,
+        None,
+        client,
+        lambda: {"functions": {}},
+        max_body_bytes=max_body_bytes,
+        rollouts=rollouts,
+        admin_token=admin_token,
+    )
 
 
 def call(app: ASGIApp, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -172,9 +191,49 @@ def test_body_limit(content: bytes | Callable[[], AsyncIterator[bytes]], status:
 )
 def test_refusals_are_json_errors(method: str, path: str, status: int, code: str, says: str) -> None:
     upstream = Upstream()
-    response = call(gateway(upstream, with_rollouts=True).app(), method, path, content=b"{not json")
+    response = call(gateway(upstream, with_rollouts=True).app(), method, path, content=b"{not json", headers=AS_ADMIN)
     assert_error(response, status, code, says)
     assert upstream.seen == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/wakeserve/functions/classifier/rollout"),
+        ("POST", "/wakeserve/functions/classifier/rollout/promote"),
+        ("POST", "/wakeserve/functions/classifier/rollout/abort"),
+        ("GET", "/wakeserve/functions/classifier/slots"),
+    ],
+    ids=["start", "promote", "abort", "slots"],
+)
+@pytest.mark.parametrize(
+    ("admin_token", "gateway_token", "headers", "status", "code"),
+    [
+        (ADMIN, None, {}, 401, "unauthorized"),
+        (ADMIN, None, {"authorization": "Bearer guess"}, 401, "unauthorized"),
+        (ADMIN, "gateway-token-for-tests", {"authorization": "Bearer gateway-token-for-tests"}, 401, "unauthorized"),
+        (None, None, AS_ADMIN, 403, "forbidden"),
+        (ADMIN, "gateway-token-for-tests", AS_ADMIN, None, None),
+        (ADMIN, None, AS_ADMIN, None, None),
+    ],
+    ids=["no-token", "wrong-token", "gateway-token-is-not-enough", "no-admin-token-configured", "admin-token-passes-both", "admin"],
+)
+def test_what_changes_replicas_needs_the_admin_token(
+    method: str, path: str, admin_token: str | None, gateway_token: str | None, headers: dict[str, str],
+    status: int | None, code: str | None,
+) -> None:
+    upstream = Upstream()
+    app = gateway(upstream, with_rollouts=True, admin_token=admin_token).app(gateway_token)
+    response = call(app, method, path, json={"version": "v2"}, headers=headers)
+    if status is None:
+        assert response.status_code not in (401, 403), response.text
+    else:
+        assert_error(response, status, code or "", "")
+
+
+def test_reading_a_rollout_needs_no_admin_token() -> None:
+    response = call(gateway(Upstream(), with_rollouts=True).app(), "GET", "/wakeserve/functions/classifier/rollout")
+    assert response.status_code == 200 and response.json()["function"] == "classifier"
 
 
 def test_replicas_that_fail_are_retried_then_answered_503_with_retry_after() -> None:
