@@ -216,11 +216,23 @@ def test_refusals_are_json_errors(method: str, path: str, status: int, code: str
         (ADMIN, "gateway-token-for-tests", AS_ADMIN, None, None),
         (ADMIN, None, AS_ADMIN, None, None),
     ],
-    ids=["no-token", "wrong-token", "gateway-token-is-not-enough", "no-admin-token-configured", "admin-token-passes-both", "admin"],
+    ids=[
+        "no-token",
+        "wrong-token",
+        "gateway-token-is-not-enough",
+        "no-admin-token-configured",
+        "admin-token-passes-both",
+        "admin",
+    ],
 )
 def test_what_changes_replicas_needs_the_admin_token(
-    method: str, path: str, admin_token: str | None, gateway_token: str | None, headers: dict[str, str],
-    status: int | None, code: str | None,
+    method: str,
+    path: str,
+    admin_token: str | None,
+    gateway_token: str | None,
+    headers: dict[str, str],
+    status: int | None,
+    code: str | None,
 ) -> None:
     upstream = Upstream()
     app = gateway(upstream, with_rollouts=True, admin_token=admin_token).app(gateway_token)
