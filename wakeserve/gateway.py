@@ -2,6 +2,9 @@
 
 With a gateway token configured, every route except the gateway's own health checks needs
 ``Authorization: Bearer <token>``; without it the answer is 401 and nothing reaches a replica or the broker.
+The client's credential is never forwarded; a replica gets the internal inference token instead, which is
+what its inference port requires, so it cannot be called around the gateway. Request bodies are bounded
+before they are read (:class:`core.body_limit.BodyLimit`).
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from core.body_limit import BodyLimit
 from core.errors import (
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
-    PayloadTooLargeError,
     TransientError,
     UnauthorizedError,
     UnknownModelError,
@@ -40,6 +43,7 @@ log = logging.getLogger(__name__)
 _DROP_REQUEST = {"host", "connection", "keep-alive", "transfer-encoding", "content-length", "authorization", "te"}
 _DROP_RESPONSE = {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"}
 OPEN_PATHS = frozenset({"/healthz", "/v2/health/live", "/v2/health/ready"})
+MAX_ROLLOUT_BODY = 64 * 1024
 
 
 class BearerAuth:
@@ -80,8 +84,10 @@ class Gateway:
         attempts: int = 3,
         rollouts: dict[str, RolloutController] | None = None,
         admin_token: str | None = None,
+        inference_token: str | None = None,
     ) -> None:
         self.rollouts = rollouts or {}
+        self.upstream_auth = {"authorization": f"Bearer {inference_token}"} if inference_token else {}
         # Starting, promoting or aborting a rollout changes what replicas serve: it needs the admin token
         # whatever the gateway token, and with no admin token configured it is refused.
         self.admin_token = admin_token
@@ -92,22 +98,19 @@ class Gateway:
         self.max_body_bytes = max_body_bytes
         self.attempts = attempts
 
-    async def _body(self, request: Request) -> bytes:
-        declared = int(request.headers.get("content-length") or 0)
-        if declared > self.max_body_bytes:
-            raise PayloadTooLargeError(f"request body is over {self.max_body_bytes} bytes")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise PayloadTooLargeError(f"request body is over {self.max_body_bytes} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+    def body_limit(self, path: str) -> int:
+        """The largest body a request to ``path`` may carry (see :class:`core.body_limit.BodyLimit`)."""
+        if path == "/events" and self.ingress is not None:
+            return self.ingress.max_body
+        if path.startswith("/wakeserve/"):
+            return MAX_ROLLOUT_BODY
+        return self.max_body_bytes
 
     async def model(self, request: Request) -> Response:
         function = request.path_params["name"]
-        body = await self._body(request)
+        body = await request.body()
         headers = {k: v for k, v in request.headers.items() if k not in _DROP_REQUEST}
+        headers.update(self.upstream_auth)
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         # Inference is a pure function of its input, so a request that died with its replica is resent.
         for attempt in range(1, self.attempts + 1):
@@ -159,8 +162,6 @@ class Gateway:
             return JSONResponse(controller.describe())
         self._require_admin(request)
         body = await request.body()
-        if len(body) > 64 * 1024:
-            raise PayloadTooLargeError("rollout request is over 64 KiB")
         try:
             doc = json.loads(body or b"{}")
         except ValueError as exc:
@@ -214,4 +215,5 @@ class Gateway:
             ],
             exception_handlers=dict(exception_handlers()),
         )
-        return BearerAuth(app, token, self.admin_token) if token else app
+        bounded = BodyLimit(app, self.max_body_bytes, self.body_limit)
+        return BearerAuth(bounded, token, self.admin_token) if token else bounded

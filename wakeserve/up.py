@@ -20,13 +20,13 @@ from typing import Any
 
 import uvicorn
 
-from core.processes import ChildProcess
 from events.settings import EventSettings
 from wakeserve import context, embedded
 from wakeserve import status as status_view
 from wakeserve.context import LOCAL_S3_CREDENTIALS, Context
 from wakeserve.manifests import FunctionManifest
 from wakeserve.settings import UpSettings
+from wakeserve.supervision import Supervisor
 from wakeserve.wiring import Connections, Parts
 
 
@@ -105,7 +105,7 @@ class Runtime:
         self.quiet = quiet
         self.log_file = log_file
         self.started = time.time()
-        self.children: list[ChildProcess] = []
+        self.supervisor = Supervisor()
         self.endpoints: dict[str, str] = {}
         self.embedded_s3 = False
         self.parts: Parts | None = None  # wired once the broker and S3 answer
@@ -120,14 +120,16 @@ class Runtime:
         logs.mkdir(parents=True, exist_ok=True)
         if need_s3:
             child, endpoint = embedded.start_s3_server(self.settings, logs)
-            self.children.append(child)
+            self.supervisor.add("S3 server", lambda: embedded.start_s3_server(self.settings, logs)[0], child)
             self.embedded_s3 = True
             self.events = self.events.model_copy(update={"s3_endpoint": endpoint})
         if need_kafka:
-            child, bootstrap = embedded.start_broker(self.settings, logs)
-            self.children.append(child)
+            s3 = self.events.s3_endpoint if self.embedded_s3 else None
+            child, bootstrap = embedded.start_broker(self.settings, logs, s3)
+            self.supervisor.add("broker", lambda: embedded.start_broker(self.settings, logs, s3)[0], child)
             self.events = self.events.model_copy(update={"kafka_bootstrap": bootstrap})
         self.endpoints.update(kafka=self.events.kafka_bootstrap, s3=str(self.events.s3_endpoint or "AWS"))
+        self.endpoints.update(embedded.state_line(self.settings, embedded_s3=need_s3, embedded_kafka=need_kafka))
 
     def prepare_storage(self) -> None:
         embedded.prepare_storage(self.settings, self.events, self.functions)
@@ -177,7 +179,12 @@ class Runtime:
     # -- status --------------------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         functions = self.parts.status() if self.parts is not None else {}
-        return {"functions": functions, "endpoints": self.endpoints, "uptime_s": round(time.time() - self.started, 1)}
+        return {
+            "functions": functions,
+            "endpoints": self.endpoints,
+            "embedded": self.supervisor.status(),
+            "uptime_s": round(time.time() - self.started, 1),
+        }
 
     # -- main ----------------------------------------------------------------------------------------------------
     async def run(self) -> int:
@@ -185,14 +192,18 @@ class Runtime:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        watching: asyncio.Task[None] | None = None
         try:
             await asyncio.to_thread(self.start_embedded)
+            watching = asyncio.create_task(self.supervisor.watch(stop))
             await asyncio.to_thread(self.prepare_storage)
             return await self._serve(stop)
         finally:
             context.remove(self.settings.state_dir, os.getpid())
-            for child in reversed(self.children):
-                await asyncio.to_thread(child.stop)
+            stop.set()
+            if watching is not None:
+                await watching
+            await self.supervisor.stop_all()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
 

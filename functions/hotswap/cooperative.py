@@ -32,6 +32,10 @@ def holding_shared() -> Iterator[None]:
         _held.depth -= 1
 
 
+class StoppedError(Exception):
+    """Raised inside background work whose owner called :meth:`StepAside.stop`."""
+
+
 class StepAside:
     """Runs work on the calling thread so that it pauses at every Python call while ``busy()``: it sleeps
     (releasing the GIL) until the active version's requests are done, up to ``max_wait_s`` at a time.
@@ -43,7 +47,7 @@ class StepAside:
     saturation (busy all the time) a pause that runs out is followed by ``max_wait_s / 10`` of work without
     pauses, so the work still gets about a tenth of the time and finishes. When not busy it still pauses
     briefly every ``slice_s``, so a thread waiting for the GIL (the event loop reading a new request) gets it
-    within about that long.
+    within about that long. :meth:`stop` ends the work at its next Python call outside a shared section.
     """
 
     def __init__(self, busy: Callable[[], bool], max_wait_s: float = 0.05, slice_s: float = 0.002) -> None:
@@ -53,10 +57,17 @@ class StepAside:
         self.waited_s = 0.0
         self._free_until = 0.0
         self._slice_end = 0.0
+        self._stopped = False
+
+    def stop(self) -> None:
+        """From any thread: the work raises :class:`StoppedError` at its next call outside a shared section."""
+        self._stopped = True
 
     def _hook(self, _frame: object, event: str, _arg: object) -> None:
         if event != "call" or _held.depth:
             return
+        if self._stopped:
+            raise StoppedError("stopped by its owner")
         now = time.monotonic()
         if not self.busy():
             if now >= self._slice_end:
@@ -70,7 +81,7 @@ class StepAside:
         if now < self._free_until:
             return
         deadline = now + self.max_wait_s
-        while self.busy():
+        while self.busy() and not self._stopped:
             current = time.monotonic()
             if current >= deadline:
                 self._free_until = current + self.max_wait_s / 10

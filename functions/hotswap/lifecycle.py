@@ -1,8 +1,10 @@
 """Hot swap in one replica: load a candidate version beside the active one, gate it, promote or abort.
 
-The candidate is built and loaded on a low-priority thread so the active version keeps the CPU it needs;
-gates that measure it (golden outputs, latency) run on the candidate's own compute thread at normal
-priority. A failed gate leaves the active version serving and keeps the verdicts for the control API.
+The candidate is built and loaded on a thread of its own that steps aside while the active version serves;
+gates that measure it (golden outputs, latency) run on the candidate's own compute thread. A failed gate
+leaves the active version serving and keeps the verdicts for the control API. A load that is aborted is
+stopped at its next Python call, and no other candidate loads until its thread has ended, so two loads never
+share the replica's memory.
 """
 
 from __future__ import annotations
@@ -10,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import statistics
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,11 @@ log = logging.getLogger(__name__)
 
 MakeFunction = Callable[[bool], Function]  # reload_source -> a fresh, unloaded function
 Resolve = Callable[[Function, str | None], Path | None]  # (function, model_uri) -> artifacts; blocking
+ReleaseArtifacts = Callable[[Function], None]  # blocking: the function's artifacts are no longer needed
+
+
+def _keep_artifacts(_function: Function) -> None:
+    return None
 
 
 def rss_mb() -> float:
@@ -66,14 +72,15 @@ class Lifecycle:
     golden: Golden | None
     observe_batch: Callable[[int], None] | None = None
     release_timeout_s: float = 60.0
+    release_artifacts: ReleaseArtifacts = _keep_artifacts
     active: Slot | None = None
     candidate: Slot | None = None
     canary: CanarySplit = field(default_factory=CanarySplit)
     history: list[SwapRecord] = field(default_factory=list)
     _loading: asyncio.Task[None] | None = None
+    _load_thread: Future[None] | None = None
     _releases: set[asyncio.Task[None]] = field(default_factory=set)
     _base_uri: str | None = None
-    _baseline_task: asyncio.Task[None] | None = None
     first_digest: str | None = None  # of the artifacts the first version was resolved from
 
     def resolve_first(self, function: Function, model_uri: str | None) -> Path | None:
@@ -100,33 +107,23 @@ class Lifecycle:
             slot.digest = self.first_digest
         self.active, self._base_uri = slot, model_uri
         self._note("active", slot.version, slot.source)
-        self._baseline_task = asyncio.get_running_loop().create_task(self._measure_baseline(slot))
-
-    async def _measure_baseline(self, slot: Slot, delay_s: float = 1.0, runs: int = 3) -> None:
-        """The first version's latency on the golden inputs, for the latency gate of a later candidate:
-        measured once, soon after it is ready, in gaps between batches, so no swap has to measure it."""
-        await asyncio.sleep(delay_s)
-        inputs = self.golden.cases[0].inputs if self.golden else slot.function.warmup_inputs()
-        samples = []
-        for _ in range(runs):
-            await self._idle_gap(slot, patience_s=5.0)
-            if slot.baseline_s is not None or slot is not self.active:
-                return
-            samples.append(await self._timed(slot, inputs))
-        if slot.baseline_s is None:
-            slot.baseline_s = statistics.median(samples)
 
     # -- candidates ------------------------------------------------------------------------------------------
     @property
     def busy(self) -> bool:
-        return self._loading is not None and not self._loading.done()
+        """A candidate is loading or being gated, or an aborted load has not yet stopped."""
+        if self._loading is not None and not self._loading.done():
+            return True
+        return self._load_thread is not None and not self._load_thread.done()
 
     def load_candidate(self, spec: CandidateSpec) -> Slot:
         """Start loading ``spec`` in the background; 409 while another candidate is loading."""
         if self.active is None or self.active.state is not SlotState.ACTIVE:
             raise ConflictError(f"model {self.name} has no active version yet")
-        if self.busy:
+        if self._loading is not None and not self._loading.done():
             raise ConflictError(f"a candidate of {self.name} is still loading; abort it or wait")
+        if self.busy:
+            raise ConflictError(f"an aborted candidate of {self.name} is still stopping its load; retry shortly")
         self._drop_candidate("replaced by a new candidate")
         uri = spec.model_uri if spec.model_uri is not None else self._base_uri
         function = self.make_function(spec.reload_source)
@@ -138,21 +135,25 @@ class Lifecycle:
         return slot
 
     async def _load(self, slot: Slot, spec: CandidateSpec, uri: str | None) -> None:
-        loop = asyncio.get_running_loop()
-        loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.name}-loader")
         before = rss_mb()
         started = time.monotonic()
         self._note("loading", slot.version, uri or "packaged")
+        function = slot.function
+
+        def load() -> None:
+            path = self.resolve(function, uri)
+            slot.digest = artifact_checks.digest(path)
+            function.load(path)
+
+        step_aside = StepAside(self._active_busy)
+        loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.name}-loader")
+        # Cancelling the task cannot end the thread: the future says when it has, and until then the replica
+        # stays busy, so a second load never runs beside this one.
+        self._load_thread = slot.load_thread = loader.submit(loading_quietly(step_aside, load))
+        loader.shutdown(wait=False)
         try:
-            function = slot.function
-
-            def load() -> None:
-                path = self.resolve(function, uri)
-                slot.digest = artifact_checks.digest(path)
-                function.load(path)
-
             with collector_paused():
-                await loop.run_in_executor(loader, loading_quietly(StepAside(self._active_busy), load))
+                await asyncio.wrap_future(slot.load_thread)
             loaded_s = time.monotonic() - started
             # Warm-up on the thread that will serve: a thread's first torch calls set up its own state.
             await self._run(slot, function.warmup_inputs())
@@ -164,13 +165,12 @@ class Lifecycle:
             slot.state = SlotState.GATING
             await self._gate(slot, spec, before)
         except asyncio.CancelledError:
+            step_aside.stop()
             slot.state, slot.error = SlotState.ABORTED, "aborted while loading"
             raise
         except Exception as exc:  # noqa: BLE001 - any load failure is a failed gate
             slot.gates.append(GateResult("load", False, f"{type(exc).__name__}: {exc}"))
             slot.state, slot.error = SlotState.FAILED, f"load: {exc}"
-        finally:
-            loader.shutdown(wait=False)
         if slot is not self.candidate:  # aborted or replaced meanwhile
             return
         if slot.state is SlotState.FAILED:
@@ -229,43 +229,35 @@ class Lifecycle:
         )
 
     async def _latency(self, slot: Slot) -> GateResult:
-        """The candidate's latency against the active version's baseline, each run in a gap between the
-        active version's requests; a run pauses while a request is served and the pauses are not counted.
-
-        A version's baseline is the median of its own gate runs; the first version, never gated, is measured
-        once, a few runs in the gaps between its batches, so that serving hardly notices.
+        """Both versions timed now, under the same conditions: interleaved runs on the candidate's thread,
+        each under the same step-aside hook (its pauses for the active version's requests not counted),
+        alternating which version goes first. A baseline taken at another time (idle, or under other traffic)
+        would judge the candidate on the load of the moment instead of on itself.
         """
         assert self.active is not None
-        active = self.active
-        inputs = self.golden.cases[0].inputs if self.golden else slot.function.warmup_inputs()
-        if active.baseline_s is None:
-            samples = []
-            for _ in range(min(5, self.policy.latency_runs)):
-                await self._idle_gap(active)
-                samples.append(await self._timed(active, inputs))
-            active.baseline_s = statistics.median(samples)
-        candidate_s = []
-        for _ in range(self.policy.latency_runs):
-            await self._idle_gap(active)
-            candidate_s.append(await self._timed(slot, inputs))
-        slot.baseline_s = statistics.median(candidate_s)
-        return latency_gate([active.baseline_s], candidate_s, self.policy)
+        active, candidate = self.active.function, slot.function
+        inputs = self.golden.cases[0].inputs if self.golden else candidate.warmup_inputs()
+        await self._timed(slot, active, inputs)  # the active version's first call on this thread is not counted
+        active_s: list[float] = []
+        candidate_s: list[float] = []
+        for i in range(self.policy.latency_runs):
+            runs = [(active, active_s), (candidate, candidate_s)]
+            for function, samples in runs if i % 2 == 0 else runs[::-1]:
+                samples.append(await self._timed(slot, function, inputs))
+        return latency_gate(active_s, candidate_s, self.policy)
 
-    async def _timed(self, slot: Slot, inputs: Tensors) -> float:
-        """Seconds one call takes, not counting the pauses a candidate makes for the active version. The
-        active version and candidates are timed under the same profile hook, so its cost cancels out."""
-        step_aside = StepAside(self._active_busy if slot is not self.active else lambda: False)
+    async def _timed(self, slot: Slot, function: Function, inputs: Tensors) -> float:
+        """Seconds one call of ``function`` takes on ``slot``'s thread, not counting the pauses it makes for
+        the active version; the active function is safe to call there, since a function serves concurrent
+        callers (its shared parts are locked)."""
+        step_aside = StepAside(self._active_busy)
 
         def timed() -> float:
             started = time.perf_counter()
-            step_aside.run(lambda: slot.function.infer(inputs))
+            step_aside.run(lambda: function.infer(inputs))
             return time.perf_counter() - started - step_aside.waited_s
 
         return await asyncio.get_running_loop().run_in_executor(slot.executor, timed)
-
-    @staticmethod
-    async def _idle_gap(slot: Slot, patience_s: float = 1.0) -> None:
-        await slot.batcher.wait_idle(patience_s)
 
     # -- switching -------------------------------------------------------------------------------------------
     def set_canary(self, percent: float) -> None:
@@ -315,18 +307,27 @@ class Lifecycle:
     def _release(self, slot: Slot) -> None:
         if len(self._releases) > 8:
             log.warning("%s: %d slots still releasing", self.name, len(self._releases))
-        task = asyncio.get_running_loop().create_task(slot.release(self.release_timeout_s))
+        task = asyncio.get_running_loop().create_task(self._retire(slot))
         self._releases.add(task)
         task.add_done_callback(self._releases.discard)
+
+    async def _retire(self, slot: Slot) -> None:
+        """Free the slot once its requests are done, then its artifacts once its load thread has ended too."""
+        function = slot.function
+        await slot.release(self.release_timeout_s)
+        await _ended(slot.load_thread)
+        try:
+            await asyncio.to_thread(self.release_artifacts, function)
+        except Exception:  # a cache left untidy must not stop the swap
+            log.warning("%s: releasing the artifacts of %s failed", self.name, slot.version, exc_info=True)
 
     def _note(self, event: str, version: str, detail: str) -> None:
         self.history.append(SwapRecord(time.time(), event, version, detail))
         del self.history[:-50]
 
     async def close(self) -> None:
-        for task in (self._loading, self._baseline_task):
-            if task is not None:
-                task.cancel()
+        if self._loading is not None:
+            self._loading.cancel()
         for slot in (self.candidate, self.active):
             if slot is not None:
                 await slot.release(0)
@@ -340,3 +341,12 @@ class Lifecycle:
             canary_percent=self.canary.percent,
             history=[SwapDocument.model_validate(vars(r)) for r in self.history[-20:]],
         )
+
+
+async def _ended(thread: Future[None] | None) -> None:
+    """Until a load thread has ended, however it ended (its outcome was reported by the load itself)."""
+    if thread is None or thread.done():
+        return
+    (waited,), _ = await asyncio.wait([asyncio.wrap_future(thread)])
+    if not waited.cancelled():
+        waited.exception()

@@ -16,7 +16,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from functions.contract import Function
@@ -56,7 +56,7 @@ class Slot:
         self.inflight = 0
         self.memory_mb: float | None = None
         self.load_s: float | None = None
-        self.baseline_s: float | None = None  # median latency of the gate runs on the golden inputs
+        self.load_thread: Future[None] | None = None  # a candidate's load, which may outlive an abort
         self.created = time.time()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{function.name}-{role}")
         self.batcher = DynamicBatcher(

@@ -10,17 +10,17 @@ INFO, with the caller's address, the action and the version and digest it concer
 
 from __future__ import annotations
 
-import hmac
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import ORJSONResponse
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
-from core.errors import NotImplementedFeatureError, UnauthorizedError
-from core.http_errors import send_error
+from core.bearer import RequireBearer
+from core.bearer import bearer_matches as bearer_matches  # the gRPC servicer's admin check
+from core.body_limit import ASGIApp
+from core.errors import NotImplementedFeatureError
 from functions.serving.startup import StartupTimeline
 from functions.serving.transport_errors import install_http_handlers
 
@@ -28,10 +28,6 @@ log = logging.getLogger(__name__)
 MAX_STARTUP_WAIT_S = 600.0
 REPOSITORY_OFF = "the model repository extension is off (WAKESERVE_ENABLE_REPOSITORY_API)"
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def caller(request: Request) -> str:
@@ -42,30 +38,6 @@ def caller(request: Request) -> str:
 def audit(request: Request, action: str, model: str, about: str) -> None:
     """One line per control action: who asked, what, on which model, about which version and digest."""
     log.info("admin %s of %s by %s: %s", action, model, caller(request), about)
-
-
-def bearer_matches(authorization: str | None, token: str) -> bool:
-    """True when ``authorization`` is ``Bearer <token>`` (compared in constant time)."""
-    scheme, _, given = (authorization or "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
-
-
-class RequireToken:
-    """ASGI middleware: every HTTP request must carry the admin token, else 401 through the one error path."""
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app, self.token = app, token
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            headers = dict(scope.get("headers") or [])
-            authorization = headers.get(b"authorization", b"").decode("latin-1")
-            if not bearer_matches(authorization, self.token):
-                client = scope.get("client") or ("unknown", 0)
-                log.warning("admin request refused (no valid token) from %s:%s: %s", *client, scope.get("path"))
-                await send_error(send, UnauthorizedError("the admin API needs a valid bearer token"))
-                return
-        await self.app(scope, receive, send)
 
 
 def add_repository_routes(app: FastAPI, extension: ModelRepositoryExtension | None) -> None:
@@ -106,4 +78,4 @@ def build_admin_app(startup: StartupTimeline, repository: ModelRepositoryExtensi
 
 def guarded(app: ASGIApp, token: str | None) -> ASGIApp:
     """``app`` behind the token check when a token is configured."""
-    return app if token is None else RequireToken(app, token)
+    return app if token is None else RequireBearer(app, token, "admin API")

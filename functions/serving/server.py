@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import warnings
@@ -32,7 +33,10 @@ from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from kserve.protocol.rest.v2_endpoints import register_v2_endpoints
 from prometheus_client import CollectorRegistry, exposition
 
+from core.bearer import RequireBearer
+from core.body_limit import BodyLimit
 from core.errors import NotImplementedFeatureError
+from core.listener import ListenerLimits, server_config
 from functions.serving.admin import ASGIApp, build_admin_app, guarded
 from functions.serving.rest import V2InferRoute
 from functions.serving.runtime import FunctionModel
@@ -42,6 +46,19 @@ from functions.serving.v2grpc import V2Servicer
 
 log = logging.getLogger(__name__)
 GRPC_MAX_MESSAGE = 64 * 1024 * 1024
+# What the inference token leaves open: probes and scrapes, which carry no credential.
+OPEN_PATHS = frozenset({"/", "/metrics", "/v2/health/live", "/v2/health/ready"})
+
+
+def is_open(path: str) -> bool:
+    """Health, readiness (of the server or of one model) and metrics: callable without the inference token."""
+    return path in OPEN_PATHS or (path.startswith("/v2/models/") and path.endswith("/ready"))
+
+
+def inference_listener(app: ASGIApp, limits: ListenerLimits, token: str | None) -> ASGIApp:
+    """What the inference port serves: ``app`` behind the body limit and, when configured, the inference token."""
+    guarded_app = app if token is None else RequireBearer(app, token, "inference API", is_open)
+    return BodyLimit(guarded_app, limits.max_body_bytes)
 
 
 class ReplicaDataPlane(DataPlane):  # type: ignore[misc]
@@ -165,6 +182,9 @@ class PredictorServer:
         admin_port: int = 8082,
         admin_token: str | None = None,
         enable_repository_api: bool = False,
+        limits: ListenerLimits | None = None,
+        inference_token: str | None = None,
+        grpc_max_concurrent_rpcs: int = 1024,
     ) -> None:
         self.models = models
         self.startup = startup or StartupTimeline()
@@ -178,14 +198,15 @@ class PredictorServer:
         self.admin_token = admin_token
         self.admin_app = build_admin_app(self.startup, self.repository)
         self.admin_host = admin_host
+        self.limits = dataclasses.replace(limits or ListenerLimits(), max_body_bytes=max_body_bytes)
         self.admin: _AdminServer = _AdminServer(
-            uvicorn.Config(
-                guarded(self.admin_app, admin_token),
+            server_config(
+                BodyLimit(guarded(self.admin_app, admin_token), max_body_bytes),
+                self.limits,
                 host=admin_host,
                 port=admin_port,
                 log_config=None,
                 access_log=False,
-                ws="none",
             ),
             None,
         )
@@ -193,15 +214,16 @@ class PredictorServer:
         self.host, self.http_port, self.grpc_port = host, http_port, grpc_port
         self.grace_period_s = grace_period_s
         self.exit_code = 0
-        config = uvicorn.Config(
-            self.app,
+        self.grpc_max_concurrent_rpcs = grpc_max_concurrent_rpcs
+        config = server_config(
+            inference_listener(self.app, self.limits, inference_token),
+            self.limits,
             host=host,
             port=http_port,
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=int(grace_period_s),
             timeout_keep_alive=65,
-            ws="none",  # the v2 protocol has no websockets; "auto" would import a websocket stack at start
         )
         self.http = _Server(config, self.startup)
         self.grpc: aio.Server | None = None
@@ -211,6 +233,7 @@ class PredictorServer:
             return
         self.grpc = aio.server(
             interceptors=(GrpcErrorInterceptor(),),
+            maximum_concurrent_rpcs=self.grpc_max_concurrent_rpcs,
             options=[
                 ("grpc.max_send_message_length", GRPC_MAX_MESSAGE),
                 ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE),

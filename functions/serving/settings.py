@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from core.listener_settings import ListenerSettings
 
 
-class PredictorSettings(BaseSettings):
+class PredictorSettings(ListenerSettings):
     """One replica of one function. Flags on ``wakeserve serve`` override the environment."""
 
     model_config = SettingsConfigDict(env_prefix="WAKESERVE_", extra="ignore")
@@ -24,6 +26,14 @@ class PredictorSettings(BaseSettings):
         None, description="Bearer token every admin request must carry. Unset (and no file): no token is asked."
     )
     admin_token_file: Path | None = Field(None, description="File holding the admin token; read at start.")
+    inference_token: SecretStr | None = Field(
+        None,
+        description="Bearer token the inference port's v2 and CloudEvents routes require (health, "
+        "readiness and /metrics stay open). Unset: no token is asked.",
+    )
+    grpc_max_concurrent_rpcs: int = Field(
+        1024, ge=1, description="RPCs the gRPC server runs at once; more are refused with RESOURCE_EXHAUSTED."
+    )
     enable_repository_api: bool = Field(
         False, description="Serve KServe's repository load/unload extension (admin listener and gRPC)."
     )
@@ -84,6 +94,10 @@ class PredictorSettings(BaseSettings):
         if self.admin_token_file is not None:
             return self.admin_token_file.read_text().strip() or None
         return None
+
+    def inference_secret(self) -> str | None:
+        token = self.inference_token.get_secret_value() if self.inference_token is not None else ""
+        return token or None
 
     def skippable_gates(self) -> frozenset[str]:
         return frozenset(g.strip() for g in self.allow_skip_gates.split(",") if g.strip())

@@ -201,3 +201,48 @@ def test_from_http_binary_json_null_is_no_data(body, data):
     headers = {"content-type": "application/json", **{f"ce-{k}": v for k, v in BASE.items()}}
     (event,) = cloudevent.from_http(headers, body)
     assert event.data == data
+
+
+@pytest.mark.parametrize(
+    ("value", "header"),
+    [
+        ("plain-id.42/a:b", "plain-id.42/a:b"),
+        ("Euro € 😀", "Euro%20%E2%82%AC%20%F0%9F%98%80"),
+        ("line\nbreak\ttab", "line%0Abreak%09tab"),
+        ('say "hi" 100%', "say%20%22hi%22%20100%25"),
+        ("del\x7f", "del%7F"),
+        ("", ""),
+    ],
+    ids=["printable", "non-ascii", "control", "quote-space-percent", "del", "empty"],
+)
+def test_http_header_values_are_percent_encoded_and_decoded(value: str, header: str) -> None:
+    event = CloudEvent({"specversion": "1.0", "id": "e1", "source": "/s", "type": "t", "subject": value}, b"{}")
+    headers, _ = cloudevent.to_http(event)
+    assert headers["ce-subject"] == header
+    assert all(0x21 <= ord(c) < 0x7F for c in header)  # safe in any server's header check
+    (decoded,) = cloudevent.from_http(headers, b"{}")
+    assert decoded.attributes["subject"] == value
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("caf%c3%a9", "café"),  # lower-case hex is accepted
+        ("%41%42", "AB"),  # needlessly encoded
+        ('"quoted \\"value\\""', 'quoted "value"'),  # a quoted string of older senders
+        ("50%off", "50%off"),  # not an escape: left as it is
+        ("caf\xc3\xa9", "café"),  # raw UTF-8 as the server hands it over (one character per byte)
+    ],
+    ids=["lower-case", "needless", "quoted-string", "lone-percent", "raw-utf8"],
+)
+def test_from_http_decodes_header_values(header: str, value: str) -> None:
+    headers = {"ce-specversion": "1.0", "ce-id": "e1", "ce-source": "/s", "ce-type": "t", "ce-subject": header}
+    (event,) = cloudevent.from_http(headers, b"")
+    assert event.attributes["subject"] == value
+
+
+@pytest.mark.parametrize("header", ["%C0%A0", "%FF", "\xe9t\xe9"], ids=["overlong", "not-utf8", "latin-1"])
+def test_from_http_refuses_header_values_that_are_not_utf8(header: str) -> None:
+    headers = {"ce-specversion": "1.0", "ce-id": header, "ce-source": "/s", "ce-type": "t"}
+    with pytest.raises(InvalidEventError, match="ce-id is not UTF-8"):
+        cloudevent.from_http(headers, b"")

@@ -154,3 +154,35 @@ def start_up(
         process.stop()
         raise
     return up
+
+
+def restart_up(previous: UpProcess, tmp: Path, *extra: str, timeout: float = 90) -> UpProcess:
+    """Stop ``previous`` (SIGTERM, as Ctrl-C would) and start ``up`` again on its ports and state directory.
+
+    ``tmp`` is the directory ``previous`` was started with: its manifests and log are reused.
+    """
+    previous.process.stop(60)
+    http = int(previous.url.rsplit(":", 1)[1])
+    kafka = int(previous.kafka_bootstrap.rsplit(":", 1)[1])
+    s3 = int(previous.s3_endpoint.rsplit(":", 1)[1])
+    argv = [
+        sys.executable, "-m", "wakeserve", "up", "--quiet",
+        "--http-port", str(http), "--kafka-port", str(kafka), "--s3-port", str(s3), "--scaler-port", "0",
+        "--manifests", str(tmp / "manifests"), "--state-dir", str(previous.state_dir), *extra,
+    ]  # fmt: skip
+    env = {"WAKESERVE_GATEWAY_TOKEN": previous.token} if previous.token else {}
+    process = ChildProcess("wakeserve-up", argv, env=env, log_path=tmp / "up.log", cwd=REPO)
+    up = UpProcess(process, previous.url, previous.token, previous.kafka_bootstrap, previous.s3_endpoint, previous.state_dir)
+
+    def serving() -> bool:
+        try:
+            return httpx.get(f"{up.url}/wakeserve/status", headers=up.headers, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        process.wait_until(serving, timeout)
+    except Exception:
+        process.stop()
+        raise
+    return up
