@@ -1,16 +1,20 @@
-"""Latency and errors before, during and after a hot swap under steady load.
+"""Latency and errors before, during and after a hot swap under steady or saturating load.
 
-One replica (``wakeserve serve F --grpc-port 0 --torch-threads 1``, as the manifests run it) serves an
-open-loop stream of v2 calls at ``--rate`` per second. After ``--before-s`` seconds a candidate version is
-loaded through the control API with ``promote: true``: it loads beside the active version, passes its gates
-and takes over; the phase "during" runs from that request until the old version has been released. The load
-goes on for ``--after-s`` seconds more. Every call is recorded with its send time, latency, status and the
-version that answered; windows of one second give p50/p99 over time.
+One replica (``wakeserve serve F --grpc-port 0 --torch-threads 1``, as the manifests run it) serves v2 calls:
+an open-loop stream at ``--rate`` per second, or, with ``--clients N``, N clients in a closed loop (each sends
+its next call as soon as the previous one is answered), which keeps the replica saturated. After
+``--before-s`` seconds a candidate version is loaded through the control API with ``promote: true``: it loads
+beside the active version, passes its gates and takes over; the phase "during" runs from that request until
+the old version has been released. The load goes on for ``--after-s`` seconds more. Every call is recorded
+with its send time, latency, status and the version that answered; windows of one second give p50/p99 over
+time.
 
-    python -m bench.swap [--function classifier] [--rate 40] [--before-s 20] [--after-s 20] [--out bench/results]
+    python -m bench.swap [--function classifier] [--rate 40 | --clients 4] [--before-s 20] [--after-s 20]
+                         [--out bench/results]
 
-Goals: zero failed requests; p99 during the swap within 1.5x of before. Writes ``swap.json`` and ``swap.png``;
-the replica it starts is stopped by pid.
+Goals: zero failed requests; the swap completes; p99 during the swap within 1.5x of before. Writes
+``swap.json`` and ``swap.png`` (open loop) or ``swap_saturated.json|png`` (closed loop); the replica it starts
+is stopped by pid.
 """
 
 from __future__ import annotations
@@ -57,6 +61,31 @@ def candidate_artifact(function: str, root: Path) -> tuple[str | None, str]:
     return None, "all-MiniLM-L6-v2-v2"  # the embedder: the packaged weights again, under a new label
 
 
+async def one_call(client: httpx.AsyncClient, url: str, body: bytes, calls: list[dict[str, Any]]) -> None:
+    sent = time.monotonic()
+    try:
+        r = await client.post(url, content=body, headers={"content-type": "application/json"})
+        status = r.status_code
+        version = r.json().get("model_version") if status == 200 else None
+    except httpx.HTTPError:
+        status, version = 0, None
+    calls.append(
+        {"t": sent, "wall": time.time() - (time.monotonic() - sent), "latency_s": time.monotonic() - sent,
+         "status": status, "version": version}
+    )  # fmt: skip
+
+
+async def closed_loop(url: str, body: bytes, clients: int, stop: asyncio.Event, calls: list[dict[str, Any]]) -> None:
+    """``clients`` callers, each sending its next call as soon as its previous one is answered."""
+
+    async def caller() -> None:
+        async with httpx.AsyncClient(timeout=60) as client:
+            while not stop.is_set():
+                await one_call(client, url, body, calls)
+
+    await asyncio.gather(*(caller() for _ in range(clients)))
+
+
 async def load(url: str, body: bytes, rate: float, stop: asyncio.Event, calls: list[dict[str, Any]]) -> None:
     """Open loop: one call every 1/rate s whatever the latency; at most 512 in flight."""
     limits = httpx.Limits(max_connections=512, max_keepalive_connections=64)
@@ -65,17 +94,7 @@ async def load(url: str, body: bytes, rate: float, stop: asyncio.Event, calls: l
         tasks: set[asyncio.Task[None]] = set()
 
         async def call() -> None:
-            sent = time.monotonic()
-            try:
-                r = await client.post(url, content=body, headers={"content-type": "application/json"})
-                status = r.status_code
-                version = r.json().get("model_version") if status == 200 else None
-            except httpx.HTTPError:
-                status, version = 0, None
-            calls.append(
-                {"t": sent, "wall": time.time() - (time.monotonic() - sent), "latency_s": time.monotonic() - sent,
-                 "status": status, "version": version}
-            )  # fmt: skip
+            await one_call(client, url, body, calls)
             sem.release()
 
         start = time.monotonic()
@@ -88,6 +107,10 @@ async def load(url: str, body: bytes, rate: float, stop: asyncio.Event, calls: l
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         await asyncio.gather(*tasks)
+
+
+def span(calls: list[dict[str, Any]]) -> float:
+    return max(c["t"] for c in calls) - min(c["t"] for c in calls) if len(calls) > 1 else 0.0
 
 
 def summary(calls: list[dict[str, Any]]) -> dict[str, Any]:
@@ -120,9 +143,13 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                         raise
                     await asyncio.sleep(0.1)
             uri, version = candidate_artifact(args.function, workdir)
-            stop, calls = asyncio.Event(), []
+            stop, calls = asyncio.Event(), list[dict[str, Any]]()
             body = json.dumps(BODIES[args.function]).encode()
-            loader = asyncio.create_task(load(f"{base}/v2/models/{args.function}/infer", body, args.rate, stop, calls))
+            url = f"{base}/v2/models/{args.function}/infer"
+            if args.clients:
+                loader = asyncio.create_task(closed_loop(url, body, args.clients, stop, calls))
+            else:
+                loader = asyncio.create_task(load(url, body, args.rate, stop, calls))
             await asyncio.sleep(args.warmup_s + args.before_s)
             swap_start, swap_start_wall = time.monotonic(), time.time()
             spec: dict[str, Any] = {"version": version, "promote": True, "skip_gates": args.skip_gate or []}
@@ -134,6 +161,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 slots = (await client.get(f"{admin_base}/wakeserve/models/{args.function}/slots")).json()
                 candidate = slots["candidate"]
                 if candidate is not None and candidate["state"] == "failed":
+                    stop.set()
+                    await loader
                     raise RuntimeError(f"the candidate failed its gates: {candidate['error']}")
                 if slots["active"]["version"] == version and all(
                     h["event"] != "promoted" or h["version"] == version for h in slots["history"][-1:]
@@ -159,11 +188,15 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     for second in range(int(max(c["t"] for c in calls) - t0) + 1):
         inside = [c for c in calls if t0 + second <= c["t"] < t0 + second + 1]
         windows.append({"t_s": second, **summary(inside)})
-    phases = {"before": summary(before), "during": summary(during), "after": summary(after)}
+    phase_calls = {"before": before, "during": during, "after": after}
+    phases = {k: summary(v) for k, v in phase_calls.items()}
     ratio = (phases["during"]["p99_ms"] or 0) / (phases["before"]["p99_ms"] or 1)
     return {
         "function": args.function,
-        "rate_per_s": args.rate,
+        "load": f"closed loop, {args.clients} clients" if args.clients else f"open loop, {args.rate:g} req/s",
+        "rate_per_s": None if args.clients else args.rate,
+        "clients": args.clients or None,
+        "throughput_per_s": {k: round(len(v) / max(1e-9, span(v)), 1) for k, v in phase_calls.items()},
         "candidate_version": version,
         "swap_s": round(swap_end - swap_start, 3),
         "load_to_promotion_s": round(promoted - swap_start, 3),
@@ -173,6 +206,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "p99_during_over_before": round(ratio, 3),
         "goals": {
             "zero_failed": sum(p["failed"] for p in phases.values()) == 0,
+            "swap_completed": True,  # a candidate that failed its gates ends the run with an error instead
             "p99_ratio_max": TARGET_P99_RATIO,
             "p99_ratio_met": ratio <= TARGET_P99_RATIO,
         },
@@ -217,7 +251,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.scatter(failed, [0] * len(failed), color="red", marker="x", label="failed requests")
     p = result["phases"]
     ax.set_title(
-        f"{result['function']} at {result['rate_per_s']:g} req/s: p99 before {p['before']['p99_ms']} ms, "
+        f"{result['function']}, {result['load']}: p99 before {p['before']['p99_ms']} ms, "
         f"during {p['during']['p99_ms']} ms, after {p['after']['p99_ms']} ms; "
         f"failed {sum(x['failed'] for x in p.values())}",
         fontsize=9,
@@ -233,6 +267,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--function", default="classifier", choices=sorted(BODIES))
     parser.add_argument("--rate", type=float, default=40.0, help="calls per second (open loop)")
+    parser.add_argument("--clients", type=int, default=0, help="closed-loop clients instead of --rate (saturates)")
     parser.add_argument("--warmup-s", type=float, default=3.0)
     parser.add_argument("--before-s", type=float, default=20.0)
     parser.add_argument("--after-s", type=float, default=20.0)
@@ -242,8 +277,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="wakeserve-swap-") as tmp:
         result = asyncio.run(run(args, Path(tmp)))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "swap.json").write_text(json.dumps(result, indent=1) + "\n")
-    plot(result, args.out / "swap.png")
+    name = "swap_saturated" if args.clients else "swap"
+    (args.out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    plot(result, args.out / f"{name}.png")
     print(json.dumps({k: result[k] for k in ("phases", "swap_s", "p99_during_over_before", "goals")}, indent=1))
 
 

@@ -16,7 +16,6 @@ import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -55,16 +54,22 @@ class ChildProcess:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
-        self._log: IO[bytes] | None = open(log_path, "ab") if log_path else None  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            self.argv,
-            env={**os.environ, **(env or {})},
-            stdout=self._log or subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=cwd,
-            start_new_session=True,
-        )
+        # The child writes to its own copy of the log descriptor; ours is closed at once, so a process that is
+        # killed and never stopped leaves no open file behind.
+        log = open(log_path, "ab") if log_path else None  # noqa: SIM115
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                env={**os.environ, **(env or {})},
+                stdout=log or subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        finally:
+            if log is not None:
+                log.close()
 
     @property
     def pid(self) -> int:
@@ -104,9 +109,6 @@ class ChildProcess:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(self.pid, signal.SIGKILL)
                 self.proc.wait(5)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
         return self.proc.returncode
 
 

@@ -48,17 +48,14 @@ def dispatch(args: argparse.Namespace, settings: EventSettings) -> int:
 
 
 def ingress(args: argparse.Namespace, settings: EventSettings) -> int:
-    import uvicorn
-
-    from events.ingress import Ingress, build_app
+    from events.ingress import Ingress, server
     from events.kafka import make_producer
 
     _logging()
     producer = make_producer(settings)
     functions = frozenset(f.strip() for f in args.functions.split(",") if f.strip())
-    app = build_app(Ingress(producer, settings, functions))
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+        server(Ingress(producer, settings, functions), args.host, args.port).run()
     finally:
         producer.close(timeout=10)
     return 0

@@ -20,6 +20,7 @@ from typing import Any
 
 import uvicorn
 
+from core.listener import server_config
 from events.settings import EventSettings
 from wakeserve import context, embedded
 from wakeserve import status as status_view
@@ -137,8 +138,9 @@ class Runtime:
     def _gateway_server(self, parts: Parts) -> _QuietServer:
         s = self.settings
         token = s.gateway_token.get_secret_value() if s.gateway_token else None
-        config = uvicorn.Config(
-            parts.gateway.app(token), host=s.host, port=s.http_port, log_level="warning", lifespan="off"
+        limits = self.events.listener_limits(parts.gateway.max_body_bytes)
+        config = server_config(
+            parts.gateway.app(token), limits, host=s.host, port=s.http_port, log_level="warning", lifespan="off"
         )
         return _QuietServer(config)
 

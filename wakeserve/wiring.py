@@ -64,6 +64,9 @@ class Parts:
         # The replicas' admin listeners and the gateway's rollout routes take this token (WAKESERVE_ADMIN_TOKEN,
         # else a fresh one); only this process and the owner-only context file hold it.
         self.admin_token = os.environ.get("WAKESERVE_ADMIN_TOKEN") or secrets.token_urlsafe(32)
+        # The replicas' inference ports take only this one, which only the gateway adds: nothing reaches a
+        # replica around the gateway (and its token), whatever the replica's port shown in the status.
+        self.inference_token = secrets.token_urlsafe(32)
         self.pools: dict[str, ReplicaPool] = {
             name: ReplicaPool(
                 name,
@@ -106,6 +109,7 @@ class Parts:
             status,
             rollouts=self.rollouts,
             admin_token=self.admin_token,
+            inference_token=self.inference_token,
         )
 
     def _rollout_running(self, function: str) -> bool:
@@ -136,6 +140,8 @@ class Parts:
         env["WAKESERVE_KAFKA_SESSION_TIMEOUT_MS"] = str(self.settings.replica_session_timeout_ms)
         env["WAKESERVE_HOST"] = "127.0.0.1"
         env["WAKESERVE_ADMIN_TOKEN"] = self.admin_token
+        env["WAKESERVE_SUPERVISOR_PID"] = str(os.getpid())  # replicas stop if up dies without draining them
+        env["WAKESERVE_INFERENCE_TOKEN"] = self.inference_token
         return env
 
     def supervise(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:

@@ -4,7 +4,8 @@ A candidate's ``model_uri`` must lie under one of the configured prefixes: an ``
 bucket must match exactly and the key must continue the prefix at a ``/``) or a local directory (compared
 after resolving symbolic links and ``..``, so ``/allowed/../etc`` is ``/etc``). The buckets event senders
 can write to (payloads) and the results bucket are refused even when listed: anything put there could
-otherwise become a served model. Gates may be skipped only where the replica's settings allow it.
+otherwise become a served model. Gates may be skipped only where the replica's settings allow it, and
+declaring a new contract skips the contract gate.
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ class Authority:
         """Raise :class:`ForbiddenError` with the reason when ``spec`` asks for more than is allowed."""
         if spec.model_uri is not None:
             self.check_uri(spec.model_uri)
-        refused = sorted(spec.skip_gates - self.skippable_gates)
+        refused = sorted(spec.skipping - self.skippable_gates)
         if refused:
             allowed = ", ".join(sorted(self.skippable_gates)) or "none"
+            declared = " (new_contract skips contract)" if spec.new_contract and "contract" in refused else ""
             raise ForbiddenError(
-                f"skipping gate(s) {', '.join(refused)} is not allowed here (allowed: {allowed}; "
+                f"skipping gate(s) {', '.join(refused)}{declared} is not allowed here (allowed: {allowed}; "
                 "WAKESERVE_ALLOW_SKIP_GATES)"
             )
 

@@ -32,6 +32,12 @@ class CandidateSpec:
     reload_source: bool = False
     version_suffix: str = ""
 
+    @property
+    def skipping(self) -> frozenset[str]:
+        """The gates this candidate does not run: those it names, and the contract gate when it declares a new
+        contract (so the replica's allowance for skipping ``contract`` covers both)."""
+        return self.skip_gates | ({"contract"} if self.new_contract else frozenset())
+
     @classmethod
     def from_json(cls, doc: object) -> CandidateSpec:
         """The body of ``POST .../slots``; 400 with the field at fault."""

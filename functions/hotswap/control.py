@@ -86,7 +86,7 @@ def add_control_routes(
         m = model(name)
         spec = CandidateSpec.from_json(await _json(request))
         wanted = f"version {spec.version or '-'} from {spec.model_uri or 'the active source'}"
-        skips = f", skipping {','.join(sorted(spec.skip_gates))}" if spec.skip_gates else ""
+        skips = f", skipping {','.join(sorted(spec.skipping))}" if spec.skipping else ""
         try:
             authorities[name].check(spec)
         except Exception as exc:

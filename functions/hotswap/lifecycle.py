@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,20 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import ConflictError
-from functions.contract import Function, Tensors
+from functions.contract import Function
 from functions.hotswap.candidate import CandidateSpec
 from functions.hotswap.cooperative import StepAside, collector_paused, loading_quietly
 from functions.hotswap.documents import SlotsDocument, SlotState, SwapDocument
-from functions.hotswap.gates import (
-    GatePolicy,
-    GateResult,
-    Golden,
-    contract_gate,
-    golden_gate,
-    latency_gate,
-    memory_gate,
-    skipped,
-)
+from functions.hotswap.gates import GatePolicy, GateResult, Golden
+from functions.hotswap.gating import Gating, rss_mb, serving
 from functions.hotswap.slots import BatchingConfig, CanarySplit, Slot
 from functions.serving import artifact_checks
 
@@ -40,16 +31,11 @@ log = logging.getLogger(__name__)
 
 MakeFunction = Callable[[bool], Function]  # reload_source -> a fresh, unloaded function
 Resolve = Callable[[Function, str | None], Path | None]  # (function, model_uri) -> artifacts; blocking
-ReleaseArtifacts = Callable[[Function], None]  # blocking: the function's artifacts are no longer needed
+ReleaseArtifacts = Callable[[Function], object]  # blocking: the function's artifacts are no longer needed
 
 
 def _keep_artifacts(_function: Function) -> None:
     return None
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 @dataclass
@@ -156,14 +142,17 @@ class Lifecycle:
                 await asyncio.wrap_future(slot.load_thread)
             loaded_s = time.monotonic() - started
             # Warm-up on the thread that will serve: a thread's first torch calls set up its own state.
-            await self._run(slot, function.warmup_inputs())
+            await self._gating().call(slot, function.warmup_inputs())
             slot.load_s = round(time.monotonic() - started, 3)
             slot.version = (spec.version or function.version) + spec.version_suffix
             detail = f"loaded in {loaded_s:.2f}s, warmed up in {slot.load_s - loaded_s:.2f}s"
             slot.gates.append(GateResult("load", True, detail))
             self._note("loaded", slot.version, f"{detail}; digest {slot.digest}")
             slot.state = SlotState.GATING
-            await self._gate(slot, spec, before)
+            slot.gates.extend(await self._gating().run(slot, spec, before))
+            failed = [g for g in slot.gates if not g.passed]
+            if failed:
+                slot.state, slot.error = SlotState.FAILED, "; ".join(f"{g.name}: {g.detail}" for g in failed)
         except asyncio.CancelledError:
             step_aside.stop()
             slot.state, slot.error = SlotState.ABORTED, "aborted while loading"
@@ -184,80 +173,12 @@ class Lifecycle:
         if spec.promote:
             self.promote()
 
-    async def _gate(self, slot: Slot, spec: CandidateSpec, rss_before: float) -> None:
+    def _gating(self) -> Gating:
         assert self.active is not None
-        active, candidate = self.active.function, slot.function
-        skip = spec.skip_gates | ({"contract"} if spec.new_contract else frozenset())
-        results: list[GateResult] = []
-        if "contract" in skip:
-            results.append(skipped("contract", "a new contract was declared" if spec.new_contract else "skipped"))
-        else:
-            results.append(contract_gate(active.inputs, candidate.inputs, "inputs"))
-            if results[-1].passed:
-                results.append(contract_gate(active.outputs, candidate.outputs, "outputs"))
-        if "golden" in skip:
-            results.append(skipped("golden", "skipped on request"))
-        elif self.golden is not None:
-            outputs = [await self._run(slot, case.inputs) for case in self.golden.cases]
-            results.append(golden_gate(self.golden, outputs))
-        else:
-            results.append(golden_gate(None, []))
-        if "latency" in skip:
-            results.append(skipped("latency", "skipped on request"))
-        else:
-            results.append(await self._latency(slot))
-        after = rss_mb()
-        slot.memory_mb = round(after - rss_before, 1)
-        if "memory" in skip:
-            results.append(skipped("memory", "skipped on request"))
-        else:
-            results.append(memory_gate(after, after - rss_before, self.policy))
-        slot.gates.extend(results)
-        failed = [g for g in results if not g.passed]
-        if failed:
-            slot.state, slot.error = SlotState.FAILED, "; ".join(f"{g.name}: {g.detail}" for g in failed)
+        return Gating(self.active, self.policy, self.golden)
 
     def _active_busy(self) -> bool:
-        active = self.active
-        return active is not None and (active.inflight > 0 or active.batcher.running)
-
-    async def _run(self, slot: Slot, inputs: Tensors) -> Tensors:
-        """A candidate's call on its own thread, stepping aside while the active version serves."""
-        step_aside = StepAside(self._active_busy)
-        return await asyncio.get_running_loop().run_in_executor(
-            slot.executor, step_aside.run, lambda: slot.function.infer(inputs)
-        )
-
-    async def _latency(self, slot: Slot) -> GateResult:
-        """Both versions timed now, under the same conditions: interleaved runs on the candidate's thread,
-        each under the same step-aside hook (its pauses for the active version's requests not counted),
-        alternating which version goes first. A baseline taken at another time (idle, or under other traffic)
-        would judge the candidate on the load of the moment instead of on itself.
-        """
-        assert self.active is not None
-        active, candidate = self.active.function, slot.function
-        inputs = self.golden.cases[0].inputs if self.golden else candidate.warmup_inputs()
-        await self._timed(slot, active, inputs)  # the active version's first call on this thread is not counted
-        active_s: list[float] = []
-        candidate_s: list[float] = []
-        for i in range(self.policy.latency_runs):
-            runs = [(active, active_s), (candidate, candidate_s)]
-            for function, samples in runs if i % 2 == 0 else runs[::-1]:
-                samples.append(await self._timed(slot, function, inputs))
-        return latency_gate(active_s, candidate_s, self.policy)
-
-    async def _timed(self, slot: Slot, function: Function, inputs: Tensors) -> float:
-        """Seconds one call of ``function`` takes on ``slot``'s thread, not counting the pauses it makes for
-        the active version; the active function is safe to call there, since a function serves concurrent
-        callers (its shared parts are locked)."""
-        step_aside = StepAside(self._active_busy)
-
-        def timed() -> float:
-            started = time.perf_counter()
-            step_aside.run(lambda: function.infer(inputs))
-            return time.perf_counter() - started - step_aside.waited_s
-
-        return await asyncio.get_running_loop().run_in_executor(slot.executor, timed)
+        return self.active is not None and serving(self.active)
 
     # -- switching -------------------------------------------------------------------------------------------
     def set_canary(self, percent: float) -> None:

@@ -29,7 +29,6 @@ MAX_STARTUP_WAIT_S = 600.0
 REPOSITORY_OFF = "the model repository extension is off (WAKESERVE_ENABLE_REPOSITORY_API)"
 
 
-
 def caller(request: Request) -> str:
     client = request.client
     return "unknown" if client is None else f"{client.host}:{client.port}"

@@ -30,6 +30,7 @@ from functions.serving.runtime import FunctionModel
 from functions.serving.server import PredictorServer
 from functions.serving.settings import PredictorSettings
 from functions.serving.startup import StartupTimeline, resume_gc
+from functions.serving.supervisor import stop_with_supervisor
 
 if TYPE_CHECKING:
     from events.processor import EventProcessor
@@ -44,10 +45,12 @@ def build_model(name: str, settings: PredictorSettings, metrics: PredictorMetric
             watch.forget_modules(name)
         return catalog.create(name)
 
-    def resolve(candidate: Function, model_uri: str | None) -> Path | None:
-        return resolve_artifacts(candidate, model_uri, settings)
+    cache = artifact_cache(settings)
 
-    return FunctionModel(
+    def resolve(candidate: Function, model_uri: str | None) -> Path | None:
+        return resolve_artifacts(candidate, model_uri, settings, cache)
+
+    model = FunctionModel(
         function,
         metrics,
         max_batch_size=settings.max_batch_size or defaults.max_batch_size,
@@ -65,22 +68,34 @@ def build_model(name: str, settings: PredictorSettings, metrics: PredictorMetric
         version=settings.model_version,
         version_suffix=f"+src.{watch.digest(watch.package_dir(name))}" if settings.watch else "",
     )
+    model.lifecycle.release_artifacts = cache.release
+    return model
 
 
-def resolve_artifacts(function: Function, model_uri: str | None, settings: PredictorSettings) -> Path | None:
-    """Blocking: resolve the encoder (if the function has one) and the function's artifacts."""
+def artifact_cache(settings: PredictorSettings) -> artifacts.ArtifactCache:
+    """The replica's artifact cache: s3:// listings held to ``max_artifact_bytes`` before any download."""
 
     def client():  # type: ignore[no-untyped-def]
         from core.s3 import make_s3_client  # boto3 is imported only for s3:// artifacts
 
         return make_s3_client(settings.s3_endpoint)
 
-    encoder = artifacts.resolve(settings.encoder_uri, settings.model_cache_dir, client)
+    return artifacts.ArtifactCache(settings.model_cache_dir, client, settings.max_artifact_bytes)
+
+
+def resolve_artifacts(
+    function: Function, model_uri: str | None, settings: PredictorSettings, cache: artifacts.ArtifactCache
+) -> Path | None:
+    """Blocking: resolve the encoder (if the function has one) and the function's artifacts, each checked
+    (size from the listing before download, then size and headers on disk) before anything is loaded; the
+    cache entries are leased for ``function`` and the entries no version uses any more are evicted."""
+    encoder = cache.resolve(settings.encoder_uri, function)
     artifact_checks.check_directory(encoder, settings.max_artifact_bytes)
     if encoder is not None and hasattr(function, "encoder_checkpoint"):
         function.encoder_checkpoint = encoder
-    path = artifacts.resolve(model_uri, settings.model_cache_dir, client)
+    path = cache.resolve(model_uri, function)
     artifact_checks.check_directory(path, settings.max_artifact_bytes)
+    cache.evict()
     return path
 
 
@@ -144,6 +159,9 @@ def run(
         admin_port=settings.admin_port,
         admin_token=settings.admin_secret(),
         enable_repository_api=settings.enable_repository_api,
+        limits=settings.listener_limits(settings.max_body_bytes),
+        inference_token=settings.inference_secret(),
+        grpc_max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
     )
     event_settings = events or EventSettings()
 
@@ -170,6 +188,8 @@ def run(
         root = watch.package_dir(name)
         await watch.watch(model.lifecycle, root, settings.model_version, skip, settings.watch_interval_s, stop)
 
+    if settings.supervisor_pid is not None:
+        stop_with_supervisor(settings.supervisor_pid)
     serve = server.serve(
         {name: lambda: artifact_resolver(model, settings)},
         after_ready=source_watch if settings.watch else None,

@@ -34,10 +34,10 @@ from kserve.protocol.rest.v2_endpoints import register_v2_endpoints
 from prometheus_client import CollectorRegistry, exposition
 
 from core.bearer import RequireBearer
-from core.body_limit import BodyLimit
+from core.body_limit import ASGIApp, BodyLimit
 from core.errors import NotImplementedFeatureError
 from core.listener import ListenerLimits, server_config
-from functions.serving.admin import ASGIApp, build_admin_app, guarded
+from functions.serving.admin import build_admin_app, guarded
 from functions.serving.rest import V2InferRoute
 from functions.serving.runtime import FunctionModel
 from functions.serving.startup import StartupTimeline

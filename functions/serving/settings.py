@@ -70,6 +70,10 @@ class PredictorSettings(ListenerSettings):
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads. Unset: torch's default.")
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest accepted request body; more is 413.")
     grace_period_s: float = Field(30.0, ge=0, description="How long shutdown waits for in-flight requests.")
+    supervisor_pid: int | None = Field(
+        None,
+        description="Pid of the process that started this replica (`wakeserve up`); the replica stops when it is gone.",
+    )
     log_level: str = Field("INFO", description="Python logging level.")
     model_version: str | None = Field(
         None, description="Version label of the model served at start. Unset: the version the artifacts declare."

@@ -119,3 +119,43 @@ def test_other_routes_answer_json() -> None:
     wrong_method, no_route = asyncio.run(go())
     assert (wrong_method.status_code, wrong_method.json()["code"]) == (405, "method_not_allowed")
     assert (no_route.status_code, orjson.loads(no_route.content)["code"]) == (404, "not_found")
+
+
+@pytest.mark.parametrize(
+    ("dataref", "status"),
+    [
+        ("s3://wakeserve-payloads/in/e1", 202),
+        ("s3://elsewhere/in/e1", 400),
+        ("s3://wakeserve-models/classifier/v1", 400),
+    ],
+    ids=["allowed", "other-bucket", "models-bucket"],
+)
+def test_a_dataref_outside_the_payload_buckets_is_refused_before_it_is_written(dataref: str, status: int) -> None:
+    producer = Producer()
+    headers, body = cloudevent.to_http(request(data=None, dataref=dataref))
+    response = post(producer, headers, body)
+    assert response.status_code == status, response.text
+    if status == 400:
+        bucket = dataref.split("/")[2]
+        assert response.json() == {
+            "error": f"event: dataref bucket {bucket!r} is not allowed; allowed: wakeserve-payloads",
+            "code": "invalid_event",
+            "retryable": False,
+        }
+        assert producer.sent == []
+    else:
+        assert [topic for topic, *_ in producer.sent] == ["wakeserve.embedder.requests"]
+
+
+def test_a_batch_names_the_event_whose_dataref_is_refused_and_writes_none() -> None:
+    producer = Producer()
+    good = cloudevent.to_structured(request(data=None, dataref="s3://wakeserve-payloads/a"))
+    bad = cloudevent.to_structured(request(data=None, id="e2", dataref="s3://other/b"))
+    headers = {"content-type": cloudevent.BATCH}
+    response = post(producer, headers, orjson.dumps([good, bad]))
+    assert response.status_code == 400
+    assert (
+        response.json()["error"]
+        == "event 1 (id 'e2'): dataref bucket 'other' is not allowed; allowed: wakeserve-payloads"
+    )
+    assert producer.sent == []

@@ -232,3 +232,25 @@ def test_up_stops_cleanly_and_leaves_no_process_behind(tmp_path: Path) -> None:
     time.sleep(0.2)
     alive = [pid for pid in children if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
     assert alive == []
+
+
+def test_replicas_stop_when_up_is_killed_without_draining_them(tmp_path: Path) -> None:
+    up = start_up(tmp_path, "--functions", "echo", "--stable-window", "30")
+    response = httpx.post(f"{up.url}/v2/models/echo/infer", json=echo_request(1), timeout=120)
+    assert response.status_code == 200
+    replicas = [p["pid"] for p in up.function("echo")["pods"]]
+    assert replicas
+    others = [pid for pid in up.descendants() if pid not in replicas]
+    up.process.signal(signal.SIGKILL)  # no drain: the replicas are left in their own sessions
+    up.process.stop()
+    try:
+        deadline = time.monotonic() + 30
+        alive = replicas
+        while alive and time.monotonic() < deadline:
+            alive = [p for p in replicas if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+            time.sleep(0.2)
+        assert alive == [], "replicas outlived the up that started them"
+    finally:
+        for pid in [*replicas, *others]:  # the broker and S3 server do not watch their parent
+            if psutil.pid_exists(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -2,12 +2,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Mapping
-from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.net.inet import KafkaNetSocket
 from kafka.structs import OffsetAndMetadata
 
 
@@ -59,19 +57,3 @@ def broker(kafka_server) -> Iterator[Broker]:
 
 def unique_group() -> str:
     return f"group-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def close_refused_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
-    """For tests that connect to nothing: kafka-python 3.0 (kafka/net/inet.py) leaves the socket of a refused
-    connect open until the garbage collector finds it, which then warns in whichever test runs at the time."""
-    refused = KafkaNetSocket.sock_connect
-
-    async def sock_connect(self: KafkaNetSocket, net: Any, sock: Any, sockaddr: Any, timeout_at: Any = None) -> Any:
-        try:
-            return await refused(self, net, sock, sockaddr, timeout_at=timeout_at)
-        except BaseException:
-            sock.close()
-            raise
-
-    monkeypatch.setattr(KafkaNetSocket, "sock_connect", sock_connect)

@@ -242,7 +242,6 @@ def test_invalid_metadata_is_invalid_argument(scaler: ThreadedScaler):
 
 
 @pytest.mark.integration
-@pytest.mark.usefixtures("close_refused_sockets")
 def test_a_broker_that_cannot_be_reached_is_unavailable():
     nowhere = EventSettings(kafka_bootstrap=f"127.0.0.1:{free_port()}")
     s = ThreadedScaler(nowhere, ScalerSettings(scaler_port=0, scaler_read_timeout_s=1.0))

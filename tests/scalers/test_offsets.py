@@ -111,7 +111,6 @@ def test_a_topic_that_does_not_exist_has_no_partitions(broker: Broker, reader: O
     assert missing not in broker.admin.list_topics()  # reading does not create it
 
 
-@pytest.mark.usefixtures("close_refused_sockets")
 def test_broker_down_raises_unavailable_and_the_reader_recovers(tmp_path):
     port = free_port()
     bootstrap = f"127.0.0.1:{port}"
@@ -155,7 +154,6 @@ def test_broker_down_raises_unavailable_and_the_reader_recovers(tmp_path):
         broker.stop()
 
 
-@pytest.mark.usefixtures("close_refused_sockets")
 def test_failed_connections_do_not_leak_threads():
     reader = OffsetReader({"bootstrap_servers": [f"127.0.0.1:{free_port()}"]}, timeout_s=0.3)
     before = threading.active_count()

@@ -172,7 +172,9 @@ def restart_up(previous: UpProcess, tmp: Path, *extra: str, timeout: float = 90)
     ]  # fmt: skip
     env = {"WAKESERVE_GATEWAY_TOKEN": previous.token} if previous.token else {}
     process = ChildProcess("wakeserve-up", argv, env=env, log_path=tmp / "up.log", cwd=REPO)
-    up = UpProcess(process, previous.url, previous.token, previous.kafka_bootstrap, previous.s3_endpoint, previous.state_dir)
+    up = UpProcess(
+        process, previous.url, previous.token, previous.kafka_bootstrap, previous.s3_endpoint, previous.state_dir
+    )
 
     def serving() -> bool:
         try:

@@ -261,3 +261,32 @@ def test_a_function_that_does_not_wake_in_time_is_answered_503_with_retry_after(
     response = call(gateway(upstream, ready=0).app(), "POST", INFER, content=b"{}")
     assert_error(response, 503, "overloaded", "no replica of 'classifier' became ready within 0.1s")
     assert response.json()["retryable"] is True and response.headers["retry-after"] == "1"
+
+
+def test_a_forwarded_call_carries_the_internal_inference_token_instead_of_the_clients() -> None:
+    upstream = Upstream()
+    pools = {"classifier": pool("classifier", 1)}
+    client = httpx.AsyncClient(transport=httpx.MockTransport(upstream.handle))
+    activator = Activator(pools, lambda _: None, hold_timeout_s=0.1)
+    internal = Gateway(activator, None, client, lambda: {}, inference_token="internal-token")
+    response = call(internal.app(TOKEN), "POST", INFER, content=b"{}", headers={"authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 200, response.text
+    (sent,) = upstream.seen
+    assert sent.headers["authorization"] == "Bearer internal-token"
+
+
+@pytest.mark.parametrize(
+    ("path", "size", "status"),
+    [
+        ("/wakeserve/functions/classifier/rollout", 64 * 1024 + 1, 413),
+        ("/wakeserve/functions/classifier/rollout", 64 * 1024, 400),  # read, then refused as not JSON
+    ],
+    ids=["rollout-over-64KiB", "rollout-at-64KiB"],
+)
+def test_rollout_bodies_have_their_own_limit(path: str, size: int, status: int) -> None:
+    upstream = Upstream()
+    app = gateway(upstream, with_rollouts=True, max_body_bytes=1024 * 1024).app()
+    response = call(app, "POST", path, content=b"{" * size, headers=AS_ADMIN)
+    assert response.status_code == status, response.text
+    if status == 413:
+        assert_error(response, 413, "payload_too_large", "over 65536 bytes")

@@ -59,3 +59,27 @@ def test_a_symlink_out_of_an_allowed_directory_is_refused(tmp_path: Path) -> Non
     authority.check_uri(str(allowed))
     with pytest.raises(ForbiddenError):
         authority.check_uri(str(allowed / "escape"))
+
+
+@pytest.mark.parametrize(
+    ("skippable", "spec", "refusal"),
+    [
+        (frozenset(), CandidateSpec(new_contract=True), "contract (new_contract skips contract) is not allowed"),
+        ({"latency"}, CandidateSpec(new_contract=True), "contract (new_contract skips contract) is not allowed"),
+        ({"contract"}, CandidateSpec(new_contract=True), None),
+        ({"contract"}, CandidateSpec(new_contract=True, skip_gates=frozenset({"contract"})), None),
+        ({"contract"}, CandidateSpec(new_contract=True, skip_gates=frozenset({"golden"})), "golden is not allowed"),
+        (frozenset(), CandidateSpec(new_contract=False), None),
+        (frozenset(), CandidateSpec(skip_gates=frozenset({"contract"})), "gate(s) contract is not allowed"),
+    ],
+)
+def test_declaring_a_new_contract_counts_as_skipping_the_contract_gate(
+    skippable: frozenset[str], spec: CandidateSpec, refusal: str | None
+) -> None:
+    authority = Authority(allowlist=("s3://wakeserve-models/",), skippable_gates=frozenset(skippable))
+    if refusal is None:
+        authority.check(spec)
+        return
+    with pytest.raises(ForbiddenError, match=refusal.replace("(", r"\(").replace(")", r"\)")) as refused:
+        authority.check(spec)
+    assert refused.value.status == 403

@@ -248,7 +248,7 @@ def calls(n: int) -> int:
 @pytest.mark.parametrize(
     ("busy_for_s", "min_waited_s", "max_slowdown"),
     [
-        (0.0, 0.0, 2),  # never busy: only the short gaps left every slice
+        (0.0, 0.0, 3),  # never busy: only the short gaps left every slice
         (0.3, 0.25, None),  # busy for a while: the work waits about that long, then runs
         (600.0, 0.1, 30),  # busy for longer than any test: the work still finishes, at about a tenth of its speed
     ],
@@ -268,8 +268,9 @@ def test_background_work_steps_aside_while_the_active_version_is_busy(busy_for_s
     assert step_aside.run(work) == expected
     elapsed = time.perf_counter() - started
     assert step_aside.waited_s >= min_waited_s
-    if busy_for_s < 1:  # beyond the busy time, only the gaps left every 2 ms slice of work
-        assert step_aside.waited_s <= busy_for_s + 0.3 * elapsed
+    if busy_for_s < 1:  # beyond the busy time, only the gaps left every 2 ms slice of work (sub-millisecond
+        # sleeps, which overrun on a loaded machine: the bound says "gaps", not "nothing")
+        assert step_aside.waited_s <= busy_for_s + 0.5 * elapsed
     if max_slowdown is not None:
         assert elapsed <= max_slowdown * alone_s + 0.2
     assert sys.getprofile() is None

@@ -79,3 +79,102 @@ def test_local_uris(tmp_path, uri, exists, expected):
 def test_missing_local_path_is_an_artifact_error(tmp_path):
     with pytest.raises(ArtifactError, match="does not exist"):
         artifacts.resolve(str(tmp_path / "nope"), tmp_path)
+
+
+class CountingClient:
+    """The real S3 client, counting the objects it downloads."""
+
+    def __init__(self, client) -> None:  # type: ignore[no-untyped-def]
+        self.client = client
+        self.downloads: list[str] = []
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.client, name)
+
+    def download_file(self, bucket: str, key: str, dest: str) -> None:
+        self.downloads.append(key)
+        self.client.download_file(bucket, key, dest)
+
+
+@pytest.mark.parametrize(
+    ("limit", "refused"),
+    [(3000, False), (2500, False), (2499, True), (1, True)],
+    ids=["below", "exactly", "one-over", "far-over"],
+)
+def test_the_size_limit_is_checked_on_the_listing_before_any_download(s3_server, bucket, tmp_path, limit, refused):
+    upload(s3_server, bucket, {"a.bin": b"a" * 2000, "b.bin": b"b" * 500})
+    client = CountingClient(s3_server.client())
+    uri = f"s3://{bucket}/model"
+    if not refused:
+        path = artifacts.resolve(uri, tmp_path, lambda: client, max_bytes=limit)
+        assert path is not None and (path / "b.bin").read_bytes() == b"b" * 500
+        assert sorted(client.downloads) == ["model/a.bin", "model/b.bin"]
+        return
+    with pytest.raises(ArtifactError, match=f"take 2500 bytes, over the limit of {limit}.*nothing was downloaded"):
+        artifacts.resolve(uri, tmp_path, lambda: client, max_bytes=limit)
+    assert client.downloads == [] and list(tmp_path.iterdir()) == []
+
+
+def entries(cache_dir) -> list[str]:  # type: ignore[no-untyped-def]
+    return sorted(p.name for p in cache_dir.iterdir())
+
+
+def test_entries_no_version_uses_are_evicted_and_leased_ones_kept(s3_server, bucket, tmp_path):
+    upload(s3_server, bucket, {"w.bin": b"one"}, prefix="v1")
+    upload(s3_server, bucket, {"w.bin": b"two"}, prefix="v2")
+    upload(s3_server, bucket, {"w.bin": b"enc"}, prefix="encoder")
+    client = s3_server.client()
+    cache = artifacts.ArtifactCache(tmp_path, lambda: client)
+    active, candidate = object(), object()
+    v1 = cache.resolve(f"s3://{bucket}/v1", active)
+    encoder = cache.resolve(f"s3://{bucket}/encoder", active)
+    assert cache.evict() == []  # everything is in use
+    v2 = cache.resolve(f"s3://{bucket}/v2", candidate)
+    also_encoder = cache.resolve(f"s3://{bucket}/encoder", candidate)
+    assert also_encoder == encoder and len(entries(tmp_path)) == 3
+
+    # Promotion retires the active version: its own entry goes, the one the new version shares stays.
+    assert cache.release(active) == [v1]
+    assert entries(tmp_path) == sorted([v2.name, encoder.name])  # type: ignore[union-attr]
+    assert (v2 / "w.bin").read_bytes() == b"two" and (encoder / "w.bin").read_bytes() == b"enc"  # type: ignore[operator]
+
+    # A later version back on v1's files downloads them again, into the same content-addressed entry.
+    rollback = object()
+    again = cache.resolve(f"s3://{bucket}/v1", rollback)
+    assert again == v1 and (again / "w.bin").read_bytes() == b"one"  # type: ignore[operator]
+    assert sorted(cache.release(candidate)) == sorted([v2, encoder])
+    assert entries(tmp_path) == [v1.name]  # type: ignore[union-attr]
+    assert cache.release(rollback) == [v1] and entries(tmp_path) == []
+
+
+def test_an_entry_another_process_leases_is_never_evicted(s3_server, bucket, tmp_path):
+    import subprocess
+    import sys
+
+    upload(s3_server, bucket, {"w.bin": b"shared"})
+    client = s3_server.client()
+    path = artifacts.resolve(f"s3://{bucket}/model", tmp_path, lambda: client)
+    # Another replica sharing the cache directory holds a lease (a shared flock) on the entry.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); "
+         "fcntl.flock(fd, fcntl.LOCK_SH); print('held', flush=True); sys.stdin.read()", str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        cache = artifacts.ArtifactCache(tmp_path, lambda: client)
+        assert cache.evict() == [] and path is not None and path.is_dir()
+    finally:
+        holder.communicate("", timeout=10)  # closing its stdin ends it, and with it the lease
+    assert cache.evict() == [path] and entries(tmp_path) == []
+
+
+def test_the_leases_of_the_same_entry_are_counted_per_version(s3_server, bucket, tmp_path):
+    upload(s3_server, bucket, {"w.bin": b"same"})
+    client = s3_server.client()
+    cache = artifacts.ArtifactCache(tmp_path, lambda: client)
+    old, new = object(), object()
+    path = cache.resolve(f"s3://{bucket}/model", old)
+    assert cache.resolve(f"s3://{bucket}/model", new) == path  # a new label on the same artifacts
+    assert cache.release(old) == [] and path is not None and path.is_dir()
+    assert cache.release(new) == [path]
