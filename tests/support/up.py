@@ -131,29 +131,8 @@ def start_up(
     """``manifests``: the directory to run; by default the repository's plus the echo function."""
     http, kafka, s3 = free_port(), free_port(), free_port()
     manifests = manifests or manifests_with_echo(tmp, echo_min_replicas)
-    argv = [
-        sys.executable, "-m", "wakeserve", "up", "--quiet",
-        "--http-port", str(http), "--kafka-port", str(kafka), "--s3-port", str(s3), "--scaler-port", "0",
-        "--manifests", str(manifests), "--state-dir", str(tmp / "state"), *extra,
-    ]  # fmt: skip
     env = {**(env or {}), **({"WAKESERVE_GATEWAY_TOKEN": token} if token else {})}
-    process = ChildProcess("wakeserve-up", argv, env=env, log_path=tmp / "up.log", cwd=cwd)
-    up = UpProcess(
-        process, f"http://127.0.0.1:{http}", token, f"127.0.0.1:{kafka}", f"http://127.0.0.1:{s3}", tmp / "state"
-    )
-
-    def serving() -> bool:
-        try:
-            return httpx.get(f"{up.url}/wakeserve/status", headers=up.headers, timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        process.wait_until(serving, timeout)
-    except Exception:
-        process.stop()
-        raise
-    return up
+    return _launch(tmp, (http, kafka, s3), manifests, tmp / "state", token, env, cwd, extra, timeout)
 
 
 def restart_up(previous: UpProcess, tmp: Path, *extra: str, timeout: float = 90) -> UpProcess:
@@ -162,18 +141,32 @@ def restart_up(previous: UpProcess, tmp: Path, *extra: str, timeout: float = 90)
     ``tmp`` is the directory ``previous`` was started with: its manifests and log are reused.
     """
     previous.process.stop(60)
-    http = int(previous.url.rsplit(":", 1)[1])
-    kafka = int(previous.kafka_bootstrap.rsplit(":", 1)[1])
-    s3 = int(previous.s3_endpoint.rsplit(":", 1)[1])
+    ports = tuple(int(u.rsplit(":", 1)[1]) for u in (previous.url, previous.kafka_bootstrap, previous.s3_endpoint))
+    env = {"WAKESERVE_GATEWAY_TOKEN": previous.token} if previous.token else {}
+    return _launch(tmp, ports, tmp / "manifests", previous.state_dir, previous.token, env, REPO, extra, timeout)
+
+
+def _launch(
+    tmp: Path,
+    ports: tuple[int, ...],
+    manifests: Path,
+    state_dir: Path,
+    token: str | None,
+    env: dict[str, str],
+    cwd: Path,
+    extra: tuple[str, ...],
+    timeout: float,
+) -> UpProcess:
+    """Start ``wakeserve up`` on loopback ``ports`` (gateway, broker, S3) and wait until its gateway answers."""
+    http, kafka, s3 = ports
     argv = [
         sys.executable, "-m", "wakeserve", "up", "--quiet",
         "--http-port", str(http), "--kafka-port", str(kafka), "--s3-port", str(s3), "--scaler-port", "0",
-        "--manifests", str(tmp / "manifests"), "--state-dir", str(previous.state_dir), *extra,
+        "--manifests", str(manifests), "--state-dir", str(state_dir), *extra,
     ]  # fmt: skip
-    env = {"WAKESERVE_GATEWAY_TOKEN": previous.token} if previous.token else {}
-    process = ChildProcess("wakeserve-up", argv, env=env, log_path=tmp / "up.log", cwd=REPO)
+    process = ChildProcess("wakeserve-up", argv, env=env, log_path=tmp / "up.log", cwd=cwd)
     up = UpProcess(
-        process, previous.url, previous.token, previous.kafka_bootstrap, previous.s3_endpoint, previous.state_dir
+        process, f"http://127.0.0.1:{http}", token, f"127.0.0.1:{kafka}", f"http://127.0.0.1:{s3}", state_dir
     )
 
     def serving() -> bool:
