@@ -39,7 +39,7 @@ class Replica:
     port: int
     process: ChildProcess
     started: float
-    admin_port: int | None = None  # None: the admin routes share the inference port
+    admin_port: int | None = None  # None: no admin listener of its own (pools without one, as in unit tests)
     state: State = State.STARTING
     ready_at: float | None = None
     inflight: int = 0
