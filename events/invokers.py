@@ -6,10 +6,9 @@ The in-process invoker (calling the loaded model inside a replica) lives with th
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 import httpx
-import orjson
 
 from core.errors import (
     InvalidInputError,
@@ -19,6 +18,7 @@ from core.errors import (
     UnknownModelError,
     WakeserveError,
 )
+from events.cloudevent import json_object
 
 
 class Invoker(Protocol):
@@ -33,14 +33,6 @@ _BY_STATUS: dict[int, type[WakeserveError]] = {
     413: PayloadTooLargeError,
     422: InvalidInputError,
 }
-
-
-def _json_object(content: bytes) -> dict[str, Any] | None:
-    try:
-        doc = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        return None
-    return doc if isinstance(doc, dict) else None
 
 
 class RemoteInvoker:
@@ -60,7 +52,7 @@ class RemoteInvoker:
             )
         except httpx.HTTPError as exc:
             raise TransientError(f"model server unreachable: {type(exc).__name__}: {exc}") from exc
-        doc = _json_object(response.content)
+        doc = json_object(response.content)
         if response.status_code == 200:
             if doc is None:
                 raise ModelError("model server answered 200 with a body that is not a v2 inference response")
