@@ -54,11 +54,18 @@ def _echo(encoder: Path | None) -> Function:
     return Echo()
 
 
+def _generator(encoder: Path | None) -> Function:
+    from functions.generator.function import Generator
+
+    return Generator()
+
+
 # Functions in this repository: ``functions/<name>/`` with a factory that imports it only when asked for.
 BUILTIN: dict[str, Factory] = {
     "embedder": _embedder,
     "classifier": _classifier,
     "echo": _echo,
+    "generator": _generator,
 }
 
 
@@ -187,6 +194,23 @@ def create(name: str, encoder: Path | None = None) -> Function:
     except KeyError:
         raise ValueError(f"unknown function {name!r}; known: {', '.join(sorted(FUNCTIONS))}") from None
     return factory(encoder)
+
+
+# Built-in functions that generate text (answered on the OpenAI routes); known without importing them, so the
+# gateway can tell without loading torch.
+GENERATIVE_BUILTIN = frozenset({"generator"})
+
+
+def is_generative(name: str) -> bool:
+    """Whether ``name`` generates text; a registered function's class is imported (not constructed) to tell."""
+    if name in BUILTIN:
+        return name in GENERATIVE_BUILTIN
+    found = registrations()
+    if name not in found:
+        raise ValueError(f"unknown function {name!r}; known: {', '.join(sorted(FUNCTIONS))}")
+    from functions.contract import GenerativeFunction
+
+    return issubclass(found[name].load_class(), GenerativeFunction)
 
 
 def package(name: str) -> str:

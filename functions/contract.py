@@ -9,8 +9,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from functions.generation.engine import GenerationEngine
+    from functions.generation.limits import EngineLimits
+    from functions.generation.observer import EngineObserver
 
 Tensors = dict[str, np.ndarray]
 
@@ -82,6 +88,36 @@ class Function(ABC):
     def check(self, inputs: Tensors) -> None:  # noqa: B027 - optional hook
         """Reject a request whose tensors are well-formed but whose values the model cannot take."""
 
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Free what ``load`` started (threads, engines) when this version is released."""
+
     def golden_inputs(self) -> list[Tensors]:
         """Batches whose outputs, recorded from the packaged model, every later version must reproduce."""
         return [self.warmup_inputs()]
+
+
+class GenerativeFunction(Function):
+    """A function that also generates text token by token through a :class:`GenerationEngine`.
+
+    The replica calls ``configure`` before ``load``; ``load`` builds :attr:`engine`. The OpenAI routes and
+    the v2 generate extension serve every generative function (``docs/generation.md``).
+    """
+
+    engine: GenerationEngine | None = None
+    limits: EngineLimits | None = None  # None: the engine's defaults
+    observer: EngineObserver | None = None
+    cache_dir: Path | None = None  # None: ~/.cache/wakeserve/models/.converted
+
+    def configure(self, limits: EngineLimits, observer: EngineObserver | None, cache_dir: Path | None) -> None:
+        """Engine bounds, where its metrics go, and where converted checkpoints are cached."""
+        self.limits, self.observer, self.cache_dir = limits, observer, cache_dir
+
+    def require_engine(self) -> GenerationEngine:
+        if self.engine is None:
+            raise RuntimeError(f"{self.name} is not loaded")
+        return self.engine
+
+    def close(self) -> None:
+        """Stop the engine's thread (the version is being released)."""
+        if self.engine is not None:
+            self.engine.close()

@@ -27,7 +27,7 @@ EVENT_FLAGS = ("kafka_bootstrap", "s3_endpoint")
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("serve", help="run one replica of a function (KServe v2 over REST and gRPC)")
-    p.add_argument("function", help="function name: embedder, classifier or echo")
+    p.add_argument("function", help="function name: embedder, classifier, echo or generator")
     p.add_argument("--host", help="bind address (default 127.0.0.1; 0.0.0.0 in containers)")
     p.add_argument("--http-port", type=int, help="REST port (default 8080)")
     p.add_argument("--grpc-port", type=int, help="gRPC port (default 8081; 0 disables)")

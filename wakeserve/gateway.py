@@ -1,4 +1,8 @@
-"""The gateway on one port: ``/v2/...`` for every function (through the activator) and ``POST /events``.
+"""The gateway on one port: ``/v2/...`` for every function (through the activator), the OpenAI routes of the
+generative ones, and ``POST /events``.
+
+Answers of replicas are relayed as they arrive (:mod:`wakeserve.gateway_relay`), so token streams reach the
+client token by token and a client that leaves stops its generation.
 
 With a gateway token configured, every route except the gateway's own health checks needs
 ``Authorization: Bearer <token>``; without it the answer is 401 and nothing reaches a replica or the broker.
@@ -11,11 +15,12 @@ from __future__ import annotations
 
 import hmac
 import json
-import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -27,23 +32,34 @@ from core.errors import (
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
-    TransientError,
     UnauthorizedError,
     UnknownModelError,
 )
 from core.http_errors import send_error
 from core.starlette_errors import exception_handlers
 from events.ingress import Ingress
+from functions import catalog
 from wakeserve.activator import Activator
+from wakeserve.gateway_dialect import Dialect
+from wakeserve.gateway_relay import Relay, Upstream, open_upstream
 from wakeserve.rollout import RolloutController, RolloutRequest
-
-log = logging.getLogger(__name__)
 
 # Hop-by-hop and per-connection headers are not forwarded; neither is the gateway's own credential.
 _DROP_REQUEST = {"host", "connection", "keep-alive", "transfer-encoding", "content-length", "authorization", "te"}
-_DROP_RESPONSE = {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"}
 OPEN_PATHS = frozenset({"/healthz", "/v2/health/live", "/v2/health/ready"})
 MAX_ROLLOUT_BODY = 64 * 1024
+
+
+def generative_functions(names: Iterable[str]) -> frozenset[str]:
+    """The functions among ``names`` that generate text, asked of the catalog (nothing is loaded)."""
+    found = set()
+    for name in names:
+        try:
+            if catalog.is_generative(name):
+                found.add(name)
+        except (ValueError, ImportError):
+            continue  # not in this build's catalog: served by v2 only
+    return frozenset(found)
 
 
 class BearerAuth:
@@ -68,7 +84,7 @@ class BearerAuth:
 
 
 class Gateway:
-    """Forwards v2 calls to replicas chosen by the activator and hosts the event ingress.
+    """Forwards v2 and OpenAI calls to replicas chosen by the activator and hosts the event ingress.
 
     Routes raise :class:`core.errors.WakeserveError`; the app's exception handlers answer it.
     """
@@ -85,6 +101,8 @@ class Gateway:
         rollouts: dict[str, RolloutController] | None = None,
         admin_token: str | None = None,
         inference_token: str | None = None,
+        generative: frozenset[str] = frozenset(),
+        keepalive_s: float = 5.0,
     ) -> None:
         self.rollouts = rollouts or {}
         self.upstream_auth = {"authorization": f"Bearer {inference_token}"} if inference_token else {}
@@ -97,6 +115,9 @@ class Gateway:
         self.status = status
         self.max_body_bytes = max_body_bytes
         self.attempts = attempts
+        self.generative = generative  # served on the OpenAI routes too
+        self.keepalive_s = keepalive_s
+        self.started = int(time.time())
 
     def body_limit(self, path: str) -> int:
         """The largest body a request to ``path`` may carry (see :class:`core.body_limit.BodyLimit`)."""
@@ -107,27 +128,63 @@ class Gateway:
         return self.max_body_bytes
 
     async def model(self, request: Request) -> Response:
-        function = request.path_params["name"]
         body = await request.body()
+        stream = request.url.path.endswith("/generate_stream")
+        return self._relay(request, request.path_params["name"], body, Dialect.V2, stream=stream)
+
+    # -- OpenAI routes ---------------------------------------------------------------------------------------
+    async def openai_generate(self, request: Request) -> Response:
+        """Chat and text completions: the function is the body's ``model``."""
+        body = await request.body()
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return Dialect.OPENAI.response(InvalidInputError(f"body is not JSON: {exc}"))
+        name = doc.get("model") if isinstance(doc, dict) else None
+        if not isinstance(name, str):
+            return Dialect.OPENAI.response(InvalidInputError('the body needs "model", the name of a function'))
+        if name not in self.openai_functions:
+            return Dialect.OPENAI.response(self._unknown(name))
+        return self._relay(request, name, body, Dialect.OPENAI, stream=doc.get("stream") is True)
+
+    async def openai_model(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in self.openai_functions:
+            return Dialect.OPENAI.response(self._unknown(name))
+        return self._relay(request, name, b"", Dialect.OPENAI, stream=False)
+
+    @property
+    def openai_functions(self) -> frozenset[str]:
+        """The generative functions this gateway serves."""
+        return self.generative & self.activator.pools.keys()
+
+    async def openai_models(self, _: Request) -> Response:
+        """Every generative function, whether awake or not: listing them wakes nothing."""
+        data = [
+            {"id": name, "object": "model", "created": self.started, "owned_by": "wakeserve"}
+            for name in sorted(self.openai_functions)
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    def _unknown(self, name: str) -> UnknownModelError:
+        known = ", ".join(sorted(self.openai_functions)) or "none"
+        return UnknownModelError(f"model {name!r} is not a generative function served here; known: {known}")
+
+    # -- forwarding ------------------------------------------------------------------------------------------
+    def _relay(self, request: Request, function: str, body: bytes, dialect: Dialect, *, stream: bool) -> Relay:
+        """Relay the call to a replica; a stream asked of a function with no ready replica starts at once."""
         headers = {k: v for k, v in request.headers.items() if k not in _DROP_REQUEST}
         headers.update(self.upstream_auth)
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        # Inference is a pure function of its input, so a request that died with its replica is resent.
-        for attempt in range(1, self.attempts + 1):
-            async with self.activator.replica(function) as replica:
-                try:
-                    upstream = await self.client.request(
-                        request.method, replica.url + path, content=body, headers=headers
-                    )
-                except httpx.TransportError as exc:
-                    log.warning("%s-%d: %s (attempt %d)", function, replica.index, exc, attempt)
-                    self.activator.pools[function].report_failure(replica)
-                    if attempt == self.attempts:
-                        raise TransientError(f"replicas of {function!r} failed: {type(exc).__name__}") from exc
-                    continue
-            kept = {k: v for k, v in upstream.headers.items() if k not in _DROP_RESPONSE}
-            return Response(upstream.content, status_code=upstream.status_code, headers=kept)
-        raise AssertionError("unreachable")
+
+        async def opener() -> Upstream:
+            return await open_upstream(
+                self.activator, self.client, function, request.method, path, body, headers, self.attempts
+            )
+
+        pool = self.activator.pools.get(function)
+        waking = stream and pool is not None and not pool.ready()
+        return Relay(opener, dialect, keepalive_s=self.keepalive_s if waking else None)
 
     async def events(self, request: Request) -> Response:
         if self.ingress is None:
@@ -207,6 +264,10 @@ class Gateway:
                 Route("/healthz", self.health, methods=["GET"]),
                 Route("/v2/models/{name}", self.model, methods=methods),
                 Route("/v2/models/{name}/{rest:path}", self.model, methods=methods),
+                Route("/openai/v1/chat/completions", self.openai_generate, methods=["POST"]),
+                Route("/openai/v1/completions", self.openai_generate, methods=["POST"]),
+                Route("/openai/v1/models", self.openai_models, methods=["GET"]),
+                Route("/openai/v1/models/{name}", self.openai_model, methods=["GET"]),
                 Route("/events", self.events, methods=["POST"]),
                 Route("/wakeserve/status", self.status_route, methods=["GET"]),
                 Route("/wakeserve/functions/{name}/rollout", self.rollout, methods=methods),

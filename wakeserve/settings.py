@@ -31,6 +31,12 @@ class UpSettings(BaseSettings):
         120.0, gt=0, description="How long the gateway holds a request for a waking function."
     )
     max_held: int = Field(1000, ge=1, description="Requests held per function while it wakes; more get 503.")
+    gateway_keepalive_s: float = Field(
+        5.0,
+        gt=0,
+        description="While a stream waits for its function to wake, the gateway writes an SSE keep-alive comment"
+        " this often, so the client and proxies on the way see the connection alive.",
+    )
     models_bucket: str = Field("wakeserve-models", description="Bucket `up` uploads the classifier artifact to.")
     kafka_partitions: int = Field(4, ge=1, description="Partitions of each request topic `up` creates.")
     watch: bool = Field(

@@ -26,7 +26,7 @@ from events.settings import EventSettings
 from scalers.offsets import OffsetReader
 from wakeserve.activator import Activator
 from wakeserve.autoscaler import FunctionAutoscaler
-from wakeserve.gateway import Gateway
+from wakeserve.gateway import Gateway, generative_functions
 from wakeserve.manifests import FunctionManifest
 from wakeserve.pool import ReplicaPool
 from wakeserve.rollout import RolloutController
@@ -110,6 +110,8 @@ class Parts:
             rollouts=self.rollouts,
             admin_token=self.admin_token,
             inference_token=self.inference_token,
+            generative=generative_functions(functions),
+            keepalive_s=settings.gateway_keepalive_s,
         )
 
     def _rollout_running(self, function: str) -> bool:

@@ -98,6 +98,7 @@ class Slot:
             self.state = SlotState.RETIRED
         await self.batcher.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        await asyncio.to_thread(self.function.close)
         self.function = _Released(self.function.name)  # type: ignore[assignment]
 
     def describe(self) -> SlotDocument:

@@ -17,7 +17,8 @@ from prometheus_client import CollectorRegistry
 
 from events.settings import EventSettings
 from functions import catalog
-from functions.contract import Function
+from functions.contract import Function, GenerativeFunction
+from functions.generation.limits import EngineLimits, EngineStats
 from functions.hotswap import watch
 from functions.hotswap.authority import Authority
 from functions.hotswap.control import add_control_routes
@@ -37,13 +38,32 @@ if TYPE_CHECKING:
 
 
 def build_model(name: str, settings: PredictorSettings, metrics: PredictorMetrics) -> FunctionModel:
-    function = catalog.create(name)
-    defaults = function.batching
+    defaults = catalog.create(name).batching
+    max_batch_size = settings.max_batch_size or defaults.max_batch_size
+    max_queue = settings.max_queue or defaults.max_queue
+    model: FunctionModel | None = None
+
+    def engine_stats() -> EngineStats | None:
+        function = model.function if model is not None else None
+        engine = function.engine if isinstance(function, GenerativeFunction) else None
+        return engine.stats() if engine is not None else None
+
+    observer = None
+    if isinstance(catalog.create(name), GenerativeFunction):
+        from functions.generation.metrics import GenerationMetrics
+
+        observer = GenerationMetrics(metrics.registry, name, engine_stats)
 
     def make_function(reload_source: bool) -> Function:
         if reload_source:
             watch.forget_modules(name)
-        return catalog.create(name)
+        function = catalog.create(name)
+        if isinstance(function, GenerativeFunction):
+            limits = EngineLimits(max_running=max_batch_size, max_waiting=max_queue)
+            function.configure(limits, observer, settings.model_cache_dir / ".converted")
+        return function
+
+    function = make_function(False)
 
     cache = artifact_cache(settings)
 
@@ -53,9 +73,9 @@ def build_model(name: str, settings: PredictorSettings, metrics: PredictorMetric
     model = FunctionModel(
         function,
         metrics,
-        max_batch_size=settings.max_batch_size or defaults.max_batch_size,
+        max_batch_size=max_batch_size,
         max_delay_ms=defaults.max_delay_ms if settings.max_batch_delay_ms is None else settings.max_batch_delay_ms,
-        max_queue=settings.max_queue or defaults.max_queue,
+        max_queue=max_queue,
         make_function=make_function,
         resolve=resolve,
         policy=GatePolicy(

@@ -7,11 +7,12 @@ Model compute never runs on the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kserve import Model
 from kserve.model import InferenceVerb
@@ -20,7 +21,7 @@ from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from core.errors import InvalidInputError, NotReadyError, UnknownModelError, WakeserveError
 from core.ids import new_id
-from functions.contract import Function
+from functions.contract import Function, GenerativeFunction
 from functions.hotswap.gates import GatePolicy, Golden
 from functions.hotswap.lifecycle import Lifecycle, MakeFunction, Resolve
 from functions.hotswap.slots import BatchingConfig, Slot, VersionStats
@@ -28,6 +29,10 @@ from functions.serving.batching import SYNC
 from functions.serving.kserve_objects import read_infer_request, to_infer_response
 from functions.serving.metrics import PredictorMetrics
 from functions.serving.tensors import V2Request, V2Result, check_outputs, decode_inputs, select_outputs
+
+if TYPE_CHECKING:
+    from functions.generation.schema import GenerationRequest
+    from functions.generation.streams import GenerationStream
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -173,6 +178,36 @@ class FunctionModel(Model):  # type: ignore[misc]
         outputs = await slot.batcher.submit(inputs, priority)
         selected = select_outputs(request.outputs, outputs, function.outputs)
         return V2Result(request.id or new_id(), self.name, slot.version, selected)
+
+    @property
+    def generative(self) -> bool:
+        return isinstance(self.function, GenerativeFunction)
+
+    @contextlib.asynccontextmanager
+    async def generation(self, request: GenerationRequest) -> AsyncIterator[GenerationStream]:
+        """Queue ``request`` on the engine of the version it is bound to; its stream stays bound (and counted)
+        until the caller is done with it. Errors before the stream starts are raised here."""
+        started, outcome, version = time.perf_counter(), "ok", self.version
+        try:
+            if not self.ready:
+                raise NotReadyError(f"model {self.name} is still loading")
+            with self.lifecycle.pick().bound() as slot:
+                version = slot.version
+                function = slot.function
+                if not isinstance(function, GenerativeFunction):
+                    raise UnknownModelError(f"model {self.name} does not generate text")
+                stream = await function.require_engine().open(request)
+                try:
+                    yield stream
+                finally:
+                    if not stream.finished:
+                        outcome = "cancelled"
+                        stream.cancel()
+        except WakeserveError as exc:
+            outcome = exc.code
+            raise
+        finally:
+            self.metrics.observe_request(self.name, outcome, version, time.perf_counter() - started)
 
     async def close(self) -> None:
         self.ready = False

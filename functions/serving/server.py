@@ -38,6 +38,7 @@ from core.body_limit import ASGIApp, BodyLimit
 from core.errors import NotImplementedFeatureError
 from core.listener import ListenerLimits, server_config
 from functions.serving.admin import build_admin_app, guarded
+from functions.serving.generation_routes import GenerationRoutes
 from functions.serving.rest import V2InferRoute
 from functions.serving.runtime import FunctionModel
 from functions.serving.startup import StartupTimeline
@@ -193,7 +194,9 @@ class PredictorServer:
             repository.update(model)
         self.dataplane = ReplicaDataPlane(model_registry=repository)
         self.rest_app = build_app(self.dataplane, registry)
-        self.app = V2InferRoute(self.rest_app, self.dataplane, max_body_bytes)
+        self.app = GenerationRoutes(
+            V2InferRoute(self.rest_app, self.dataplane, max_body_bytes), repository, max_body_bytes
+        )
         self.repository = ModelRepositoryExtension(model_registry=repository) if enable_repository_api else None
         self.admin_token = admin_token
         self.admin_app = build_admin_app(self.startup, self.repository)

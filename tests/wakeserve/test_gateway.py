@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
+import orjson
 import pytest
 from starlette.types import ASGIApp
 
 from core.processes import ChildProcess
+from tests.support.stub_replica import StubReplica, serving
 from wakeserve.activator import Activator
 from wakeserve.gateway import Gateway
+from wakeserve.gateway_relay import KEEPALIVE, WAITING
 from wakeserve.pool import Replica, ReplicaPool, State
 from wakeserve.rollout import RolloutController
 
@@ -290,3 +293,229 @@ def test_rollout_bodies_have_their_own_limit(path: str, size: int, status: int) 
     assert response.status_code == status, response.text
     if status == 413:
         assert_error(response, 413, "payload_too_large", "over 65536 bytes")
+
+
+# -- streams ----------------------------------------------------------------------------------------------------
+GENERATE_STREAM = "/v2/models/generator/generate_stream"
+CHAT = "/openai/v1/chat/completions"
+EVENTS = [b'data: {"n": 1}\n\n', b'data: {"n": 2}\n\n', b'data: {"n": 3}\n\n']
+
+
+def generator_pool(ready_port: int | None) -> ReplicaPool:
+    """A pool of the generator with one ready replica on ``ready_port``, or none (at zero)."""
+    p = pool("generator", 0)
+    if ready_port is not None:
+        p.replicas.append(ready(ready_port))
+    return p
+
+
+def ready(port: int) -> Replica:
+    return Replica("generator", 0, port, process=cast(ChildProcess, LiveProcess()), started=0.0, state=State.READY)
+
+
+def stream_gateway(
+    p: ReplicaPool, client: httpx.AsyncClient, *, keepalive_s: float = 0.5, hold_timeout_s: float = 10.0
+) -> Gateway:
+    pools = {"generator": p, "classifier": pool("classifier", 1)}
+    activator = Activator(pools, lambda _: None, hold_timeout_s=hold_timeout_s)
+    return Gateway(activator, None, client, lambda: {}, generative=frozenset({"generator"}), keepalive_s=keepalive_s)
+
+
+async def become_ready_after(p: ReplicaPool, delay_s: float, port: int) -> None:
+    """The replica of a function at zero finishes starting ``delay_s`` from now (the wake being waited on)."""
+    await asyncio.sleep(delay_s)
+    p.replicas.append(ready(port))
+    await p.notify()
+
+
+async def read_all(response: httpx.Response) -> bytes:
+    async with asyncio.timeout(10):
+        return b"".join([chunk async for chunk in response.aiter_raw()])
+
+
+def test_a_stream_from_a_ready_replica_arrives_chunk_by_chunk_with_its_head_unchanged() -> None:
+    async def scenario() -> tuple[httpx.Response, bytes, bool, bytes]:
+        stub = StubReplica(EVENTS, hold_after_first=True)
+        async with serving(stub) as replica_port, httpx.AsyncClient() as upstream:
+            app = stream_gateway(generator_pool(replica_port), upstream).app()
+            async with serving(app) as port, httpx.AsyncClient() as client:
+                url = f"http://127.0.0.1:{port}{GENERATE_STREAM}"
+                async with client.stream("POST", url, json={"text_input": "hi"}) as response:
+                    chunks = response.aiter_raw()
+                    async with asyncio.timeout(5):
+                        first = await anext(chunks)
+                    # The replica still holds the rest: the first event was not buffered behind it.
+                    finished_before_first = stub.finished.is_set()
+                    stub.release.set()
+                    async with asyncio.timeout(5):
+                        rest = b"".join([chunk async for chunk in chunks])
+        return response, first, finished_before_first, rest
+
+    response, first, finished_before_first, rest = asyncio.run(scenario())
+    assert (first, finished_before_first) == (EVENTS[0], False)
+    assert first + rest == b"".join(EVENTS)
+    assert response.status_code == 200 and response.headers["x-replica"] == "stub"
+    assert response.headers["content-type"] == "text/event-stream"
+    assert "cache-control" not in response.headers  # the replica's head, not one the gateway made up
+
+
+def test_a_client_that_leaves_mid_stream_closes_the_replicas_stream() -> None:
+    async def scenario() -> tuple[bytes, int]:
+        # Nothing more comes for a minute: only the client's leaving can end this stream in time.
+        stub = StubReplica(EVENTS[:1], endless_every_s=60)
+        async with serving(stub) as replica_port, httpx.AsyncClient() as upstream:
+            gateway = stream_gateway(generator_pool(replica_port), upstream)
+            async with serving(gateway.app()) as port, httpx.AsyncClient() as client:
+                url = f"http://127.0.0.1:{port}{CHAT}"
+                body = {"model": "generator", "stream": True, "messages": []}
+                async with client.stream("POST", url, json=body) as response:
+                    async with asyncio.timeout(5):
+                        first = await anext(response.aiter_raw())
+                async with asyncio.timeout(5):
+                    await stub.disconnected.wait()
+                    while gateway.activator.traffic["generator"].inflight:
+                        await asyncio.sleep(0.01)
+                return first, gateway.activator.pools["generator"].replicas[0].inflight
+
+    first, replica_inflight = asyncio.run(scenario())
+    assert first == EVENTS[0]
+    assert replica_inflight == 0  # released as soon as the client left
+
+
+def test_a_stream_asked_of_a_function_at_zero_keeps_the_client_company_until_the_replica_answers() -> None:
+    async def scenario() -> tuple[httpx.Response, bytes, bool, bytes]:
+        stub = StubReplica(EVENTS)
+        async with serving(stub) as replica_port, httpx.AsyncClient() as upstream:
+            p = generator_pool(None)
+            app = stream_gateway(p, upstream, keepalive_s=0.5).app()
+            async with serving(app) as port, httpx.AsyncClient() as client:
+                waking = asyncio.create_task(become_ready_after(p, 1.5, replica_port))
+                async with client.stream("POST", f"http://127.0.0.1:{port}{GENERATE_STREAM}", json={}) as response:
+                    chunks = response.aiter_raw()
+                    async with asyncio.timeout(1):
+                        first = await anext(chunks)
+                    answered_before_ready = not waking.done()
+                    async with asyncio.timeout(10):
+                        rest = b"".join([chunk async for chunk in chunks])
+                await waking
+        return response, first, answered_before_ready, rest
+
+    response, first, answered_before_ready, rest = asyncio.run(scenario())
+    assert (response.status_code, first, answered_before_ready) == (200, WAITING, True)
+    assert response.headers["content-type"] == "text/event-stream"
+    assert (response.headers["cache-control"], response.headers["x-accel-buffering"]) == ("no-cache", "no")
+    before_data, data, after = rest.partition(b"data:")
+    assert before_data.count(KEEPALIVE) >= 2 and before_data == KEEPALIVE * before_data.count(KEEPALIVE)
+    assert data + after == b"".join(EVENTS)  # the replica's events follow, whole and in order
+
+
+OPENAI_REFUSAL = {"error": {"message": "max_tokens must be at least 1", "type": "BadRequestError", "code": 400}}
+V2_REFUSAL = {"error": "max_tokens must be at least 1", "code": "invalid_input", "retryable": False}
+
+
+@pytest.mark.parametrize(
+    ("path", "refusal", "ending"),
+    [
+        (CHAT, OPENAI_REFUSAL, b"data: " + orjson.dumps(OPENAI_REFUSAL) + b"\n\ndata: [DONE]\n\n"),
+        (GENERATE_STREAM, V2_REFUSAL, b"data: " + orjson.dumps(V2_REFUSAL) + b"\n\n"),
+    ],
+    ids=["openai", "v2"],
+)
+def test_a_replica_that_refuses_a_stream_already_started_ends_it_with_an_error_event(
+    path: str, refusal: dict[str, Any], ending: bytes
+) -> None:
+    async def scenario() -> tuple[httpx.Response, bytes]:
+        stub = StubReplica([orjson.dumps(refusal)], status=400, headers=[(b"content-type", b"application/json")])
+        async with serving(stub) as replica_port, httpx.AsyncClient() as upstream:
+            p = generator_pool(None)
+            app = stream_gateway(p, upstream, keepalive_s=0.2).app()
+            async with serving(app) as port, httpx.AsyncClient() as client:
+                waking = asyncio.create_task(become_ready_after(p, 0.5, replica_port))
+                body = {"model": "generator", "stream": True, "max_tokens": 0}
+                async with client.stream("POST", f"http://127.0.0.1:{port}{path}", json=body) as response:
+                    content = await read_all(response)
+                await waking
+        return response, content
+
+    response, content = asyncio.run(scenario())
+    assert response.status_code == 200 and content.startswith(WAITING + KEEPALIVE)
+    assert content.endswith(ending) and content.count(b"data:") == ending.count(b"data:")
+    assert orjson.loads(ending.split(b"\n\n")[0].removeprefix(b"data: ")) == refusal
+
+
+def test_a_function_that_does_not_wake_ends_the_started_stream_with_an_error_event() -> None:
+    async def scenario() -> tuple[httpx.Response, bytes]:
+        async with httpx.AsyncClient() as upstream:
+            app = stream_gateway(generator_pool(None), upstream, keepalive_s=0.1, hold_timeout_s=0.5).app()
+            async with serving(app) as port, httpx.AsyncClient() as client:
+                body = {"model": "generator", "stream": True}
+                async with client.stream("POST", f"http://127.0.0.1:{port}{CHAT}", json=body) as response:
+                    return response, await read_all(response)
+
+    response, content = asyncio.run(scenario())
+    assert response.status_code == 200 and content.startswith(WAITING + KEEPALIVE)
+    events = [line.removeprefix(b"data: ") for line in content.split(b"\n\n") if line.startswith(b"data: ")]
+    assert events[-1] == b"[DONE]" and len(events) == 2
+    error = orjson.loads(events[0])["error"]
+    assert (error["type"], error["code"]) == ("ServiceUnavailableError", 503)
+    assert "no replica of 'generator' became ready within 0.5s" in error["message"]
+
+
+def test_a_call_that_is_not_a_stream_waits_for_a_waking_function_without_keep_alives() -> None:
+    upstream = Upstream()
+    p = generator_pool(None)
+    client = httpx.AsyncClient(transport=httpx.MockTransport(upstream.handle))
+    app = stream_gateway(p, client, keepalive_s=0.01, hold_timeout_s=0.1).app()
+    response = call(app, "POST", CHAT, json={"model": "generator", "stream": False})
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert response.json()["error"]["type"] == "ServiceUnavailableError"  # OpenAI's shape, not an event
+
+
+def test_the_model_list_names_every_generative_function_and_wakes_none() -> None:
+    upstream = Upstream()
+    client = httpx.AsyncClient(transport=httpx.MockTransport(upstream.handle))
+    pools = {"generator": generator_pool(None), "classifier": pool("classifier", 1)}
+    activator = Activator(pools, lambda _: None)
+    gateway_ = Gateway(activator, None, client, lambda: {}, generative=frozenset({"generator", "not-served"}))
+    response = call(gateway_.app(TOKEN), "GET", "/openai/v1/models", headers={"authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 200, response.text
+    listing = response.json()
+    assert (listing["object"], [m["id"] for m in listing["data"]]) == ("list", ["generator"])
+    (model,) = listing["data"]
+    assert (model["object"], model["owned_by"], isinstance(model["created"], int)) == ("model", "wakeserve", True)
+    assert upstream.seen == [] and activator.traffic["generator"].requests == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "kind", "says"),
+    [
+        ("POST", CHAT, b'{"model": "translator"}', 404, "NotFoundError", "'translator' is not a generative function"),
+        ("POST", "/openai/v1/completions", b'{"model": "classifier"}', 404, "NotFoundError", "known: generator"),
+        ("POST", CHAT, b"{not json", 400, "BadRequestError", "body is not JSON"),
+        ("POST", CHAT, b'{"messages": []}', 400, "BadRequestError", '"model"'),
+        ("POST", CHAT, b'["generator"]', 400, "BadRequestError", '"model"'),
+        ("GET", "/openai/v1/models/translator", b"", 404, "NotFoundError", "'translator'"),
+    ],
+    ids=["unknown-model", "not-generative", "not-json", "no-model", "not-an-object", "get-unknown-model"],
+)
+def test_openai_refusals_speak_openais_error_shape(
+    method: str, path: str, body: bytes, status: int, kind: str, says: str
+) -> None:
+    upstream = Upstream()
+    client = httpx.AsyncClient(transport=httpx.MockTransport(upstream.handle))
+    response = call(stream_gateway(generator_pool(None), client).app(), method, path, content=body)
+    assert response.status_code == status and response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert (set(error), error["type"], error["code"]) == ({"message", "type", "code"}, kind, status)
+    assert says in error["message"]
+    assert upstream.seen == []
+
+
+def test_an_openai_call_to_a_ready_replica_is_forwarded_as_it_is() -> None:
+    upstream = Upstream()
+    client = httpx.AsyncClient(transport=httpx.MockTransport(upstream.handle))
+    p = pool("generator", 1)
+    response = call(stream_gateway(p, client).app(), "GET", "/openai/v1/models/generator?x=1")
+    assert response.status_code == 200 and response.json()["model_name"] == "classifier"  # the stub's answer
+    (sent,) = upstream.seen
+    assert str(sent.url) == "http://127.0.0.1:9000/openai/v1/models/generator?x=1"

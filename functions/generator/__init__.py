@@ -1,0 +1,1 @@
+"""The generator: an instruction-tuned causal language model, streamed token by token."""
