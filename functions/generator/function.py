@@ -32,13 +32,13 @@ class Generator(GenerativeFunction):
 
     def load(self, artifacts: Path | None) -> None:
         from functions.generation.causal_lm import CausalLM
+        from functions.generation.checkpoint import check_causal_checkpoint
         from functions.generation.engine import ContinuousBatchingEngine
         from functions.generation.limits import EngineLimits
         from functions.generator.artifact import packaged_checkpoint
-        from functions.text.checkpoint import check_checkpoint
 
         if artifacts is not None:
-            check_checkpoint(artifacts)
+            check_causal_checkpoint(artifacts)
         cache_dir = self.cache_dir or Path.home() / ".cache" / "wakeserve" / "models" / ".converted"
         checkpoint = artifacts or packaged_checkpoint(cache_dir)
         self.engine = ContinuousBatchingEngine(CausalLM(checkpoint), self.limits or EngineLimits(), self.observer)

@@ -26,7 +26,7 @@ from tests.support.up import REPO, UpProcess, start_up
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 README = REPO / "README.md"
 DEFAULT_GATEWAY = "127.0.0.1:8080"
-TIMEOUTS = {"curl": 300, "post": 300, "status": 60, "rollout": 300}
+TIMEOUTS = {"curl": 300, "curl-stream": 300, "post": 300, "status": 60, "rollout": 300}
 
 
 def fenced_block_after(text: str, marker: str) -> str:
@@ -48,7 +48,9 @@ def quick_start() -> list[list[str]]:
 
 
 def name(argv: list[str]) -> str:
-    return "curl" if argv[0] == "curl" else argv[1]
+    if argv[0] == "curl":
+        return "curl-stream" if any("/openai/" in arg for arg in argv) else "curl"
+    return argv[1]
 
 
 def for_this_run(argv: list[str], gateway: str) -> list[str]:
@@ -92,6 +94,16 @@ def check_curl(out: str) -> None:
     assert outputs["probabilities"]["shape"] == [2, 5]
 
 
+def check_stream(out: str) -> None:
+    events = [block for block in out.split("\n\n") if block]
+    data = [e.removeprefix("data: ") for e in events if e.startswith("data: ")]
+    assert all(e.startswith(("data: ", ": ")) for e in events), out[:500]
+    assert data[-1] == "[DONE]"
+    chunks = [orjson.loads(d) for d in data[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert "Paris" in text and chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+
+
 def check_post(out: str) -> None:
     posted_line, result_text = out.split("\n", 1)
     posted = orjson.loads(posted_line)
@@ -106,20 +118,26 @@ def check_status(out: str) -> None:
     header, *rows = out.splitlines()
     assert header.split()[:3] == ["function", "replicas", "ready"]
     by_name = {row.split()[0]: row.split() for row in rows}
-    assert set(by_name) == {"classifier", "embedder"}
+    assert set(by_name) == {"classifier", "embedder", "generator"}
     assert "None" not in out
-    assert int(by_name["classifier"][6]) >= 1 and int(by_name["embedder"][6]) >= 1  # both woke once
+    assert all(int(by_name[f][6]) >= 1 for f in by_name)  # each woke once
 
 
 def check_rollout(out: str) -> None:
     assert "rollout to v1b: promoted" in out, out[-2000:]
 
 
-CHECKS = {"curl": check_curl, "post": check_post, "status": check_status, "rollout": check_rollout}
+CHECKS = {
+    "curl": check_curl,
+    "curl-stream": check_stream,
+    "post": check_post,
+    "status": check_status,
+    "rollout": check_rollout,
+}
 
 
 def test_the_quick_start_names_the_commands_checked_here():
-    assert [name(argv) for argv in quick_start()] == ["curl", "post", "status", "rollout"]
+    assert [name(argv) for argv in quick_start()] == ["curl", "curl-stream", "post", "status", "rollout"]
 
 
 @pytest.mark.timeout(900)

@@ -61,7 +61,7 @@ def post_events(up: UpProcess, events: list[cloudevent.CloudEvent]) -> None:
 
 def test_everything_starts_at_zero(up: UpProcess) -> None:
     functions = up.status()["functions"]
-    assert set(functions) == {"embedder", "classifier", "echo"}
+    assert set(functions) == {"embedder", "classifier", "echo", "generator"}
     assert all(f["replicas"] == 0 and f["ready"] == 0 for f in functions.values())
 
 
@@ -190,7 +190,7 @@ def test_status_command_prints_json_with_the_documented_fields(up: UpProcess) ->
         capture_output=True, text=True, timeout=60, env=env, cwd=REPO, check=True,
     )  # fmt: skip
     functions = orjson.loads(out.stdout)["functions"]
-    for name in ("embedder", "classifier", "echo"):
+    for name in ("embedder", "classifier", "echo", "generator"):
         assert {"replicas", "ready", "inflight", "lag", "cold_starts"} <= set(functions[name])
     assert functions["classifier"]["cold_starts"] >= 1
     table = subprocess.run(
@@ -215,7 +215,7 @@ def test_other_commands_find_up_through_its_owner_only_context(up: UpProcess) ->
         capture_output=True, text=True, timeout=60, env=env, cwd=REPO,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert set(orjson.loads(out.stdout)["functions"]) == {"embedder", "classifier", "echo"}
+    assert set(orjson.loads(out.stdout)["functions"]) == {"embedder", "classifier", "echo", "generator"}
 
 
 def test_up_stops_cleanly_and_leaves_no_process_behind(tmp_path: Path) -> None:

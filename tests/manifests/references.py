@@ -13,12 +13,14 @@ from urllib.parse import urlsplit
 
 from events.contract import ERROR_TYPE, REQUEST_TYPE, RESULT_TYPE
 from events.settings import EventSettings
+from functions import catalog
 from tests.manifests.rendering import Rendered, deployment_mode, predictor_name, ref
 
 FUNCTION_LABEL = "wakeserve.dev/function"
 KSERVE_SERVICE_PORT = 80  # KServe's Standard-mode Service: port 80 -> the first container port
 HTTP_ADDON_SCALER = "keda-add-ons-http-external-scaler.keda:9090"
 CLOUDEVENTS_ROUTE = "/cloudevents"
+OPENAI_PREFIX = "/openai"  # a generative function's OpenAI-compatible routes (/openai/v1/...)
 
 
 def _namespace(obj: dict[str, Any]) -> str:
@@ -144,8 +146,9 @@ def http_addon_errors(r: Rendered) -> list[str]:
             errors.append(f"{ref(hso)}: scaleTargetRef {target} is not a Standard-mode predictor and its Service")
             continue
         function = isvc["metadata"]["name"]
-        if hso["spec"].get("pathPrefixes") != [f"/v2/models/{function}"]:
-            errors.append(f"{ref(hso)}: pathPrefixes should be [/v2/models/{function}]")
+        prefixes = [f"/v2/models/{function}", *([OPENAI_PREFIX] if catalog.is_generative(function) else [])]
+        if hso["spec"].get("pathPrefixes") != prefixes:
+            errors.append(f"{ref(hso)}: pathPrefixes should be {prefixes}")
         if target.get("port") != KSERVE_SERVICE_PORT:
             errors.append(f"{ref(hso)}: KServe's predictor Service listens on {KSERVE_SERVICE_PORT}")
         if (hso["metadata"].get("annotations") or {}).get(
@@ -175,6 +178,15 @@ def http_addon_errors(r: Rendered) -> list[str]:
         bounds = (so.get("minReplicaCount", 0), so.get("maxReplicaCount", 100))
         if (hso["spec"]["replicas"]["min"], hso["spec"]["replicas"]["max"]) != bounds:
             errors.append(f"{ref(hso)}: replicas differ from its ScaledObject's {bounds}")
+    # The OpenAI routes name the model in the body, not the path: one function per host can own them.
+    for host in {h for hso in r.of_kind("HTTPScaledObject") for h in hso["spec"]["hosts"]}:
+        owners = [
+            ref(hso)
+            for hso in r.of_kind("HTTPScaledObject")
+            if host in hso["spec"]["hosts"] and OPENAI_PREFIX in hso["spec"].get("pathPrefixes", [])
+        ]
+        if len(owners) > 1:
+            errors.append(f"{host}{OPENAI_PREFIX} is routed to {len(owners)} functions: {owners}")
     for so in scaled.values():
         for t in so["spec"]["triggers"]:
             name = t["metadata"].get("httpScaledObject")

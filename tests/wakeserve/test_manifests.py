@@ -40,7 +40,7 @@ def kafka(topic: str, group: str, **extra: str) -> dict[str, Any]:
 
 def test_the_repository_manifests_give_each_function_its_parameters() -> None:
     functions = load_functions(REPO / "manifests" / "base")
-    assert set(functions) == {"embedder", "classifier"}
+    assert set(functions) == {"embedder", "classifier", "generator"}
     for name, f in functions.items():
         assert f.kpa.container_concurrency == 64
         assert f.kpa.target == 16
@@ -56,6 +56,7 @@ def test_the_repository_manifests_give_each_function_its_parameters() -> None:
         "WAKESERVE_TORCH_THREADS": "1",
     }
     assert functions["embedder"].env == {"WAKESERVE_TORCH_THREADS": "1"}
+    assert functions["generator"].env == {"WAKESERVE_TORCH_THREADS": "1"}
 
 
 @pytest.mark.parametrize(

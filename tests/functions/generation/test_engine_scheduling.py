@@ -209,3 +209,27 @@ def test_a_stream_whose_event_loop_closed_is_dropped_and_the_engine_goes_on(make
     chunks = engine.generate(request(B, rid="after", max_tokens=4))
     assert isinstance(chunks[-1], GenerationEnd) and chunks[-1].usage.completion_tokens == 4
     wait_until(lambda: engine.stats().running_sequences == 0)
+
+
+@pytest.mark.parametrize(
+    ("budget", "lengths", "groups"),
+    [
+        (4096, [3, 7, 5], [[3, 7, 5]]),  # everything fits: one prefill
+        (14, [3, 7, 5], [[3, 7], [5]]),  # 2 x 7 = 14 fits, 3 x 7 = 21 does not
+        (6, [3, 7, 5], [[3], [7], [5]]),  # a prompt longer than the budget still joins, alone
+        (10, [5, 5, 5, 5], [[5, 5], [5, 5]]),
+    ],
+)
+def test_prompts_prefilled_together_stay_under_the_token_budget(
+    make: MakeEngine, budget: int, lengths: list[int], groups: list[list[int]]
+) -> None:
+    engine, lm = make(EngineLimits(max_running=8, max_prefill_tokens=budget))
+    lm.hold()
+    first = Call(engine, request([1, 2], rid="first", max_tokens=40, **NO_EOS))
+    lm.wait_blocked(1)
+    calls = [Call(engine, request(list(range(10, 10 + n)), rid=f"r{i}", max_tokens=2)) for i, n in enumerate(lengths)]
+    wait_until(lambda: engine.stats().waiting_requests == len(lengths))
+    lm.release()
+    for call in [first, *calls]:
+        assert isinstance(call.result()[-1], GenerationEnd)
+    assert [[len(p) for p in prompts] for prompts in lm.prefilled[1:]] == groups

@@ -1,0 +1,59 @@
+"""A causal-LM checkpoint checked against its own weights before the model is built (decoder-only models whose
+weights follow the ``model.embed_tokens`` / ``model.layers.N`` naming: Llama, Mistral, Qwen and their kin).
+
+As for the encoders (:mod:`functions.text.checkpoint`), ``from_pretrained`` would allocate what ``config.json``
+claims before reading a weight, so the claims are compared with the safetensors header first; pickled weights
+are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from core.errors import ArtifactError
+from functions.serving.artifact_checks import read_header
+
+WEIGHTS = "model.safetensors"
+EMBEDDINGS = "model.embed_tokens.weight"
+_LAYER = re.compile(r"^model\.layers\.(\d+)\.")
+
+
+def _positive(config: dict[str, object], key: str) -> int:
+    value = config.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ArtifactError(f"config.json: {key} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_causal_checkpoint(path: Path) -> None:
+    """Raise :class:`ArtifactError` unless ``path`` holds a decoder-only checkpoint whose config matches its weights."""
+    weights = path / WEIGHTS
+    if not weights.is_file():
+        raise ArtifactError(f"{path} has no {WEIGHTS} (pickled weights are not loaded)")
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: config.json cannot be read: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ArtifactError(f"{path}: config.json is not an object")
+    architectures = config.get("architectures")
+    if not isinstance(architectures, list) or not any(str(a).endswith("ForCausalLM") for a in architectures):
+        raise ArtifactError(f"config.json: architectures {architectures!r} names no ...ForCausalLM model")
+    hidden, vocab = _positive(config, "hidden_size"), _positive(config, "vocab_size")
+    layers = _positive(config, "num_hidden_layers")
+    _positive(config, "max_position_embeddings")
+    tensors = read_header(weights)
+    embeddings = tensors.get(EMBEDDINGS)
+    if embeddings is None:
+        raise ArtifactError(f"{WEIGHTS} has no {EMBEDDINGS}")
+    if embeddings.shape != (vocab, hidden):
+        raise ArtifactError(
+            f"{WEIGHTS}: {EMBEDDINGS} is {list(embeddings.shape)}, config.json implies {[vocab, hidden]}"
+        )
+    indices = {int(m.group(1)) for name in tensors if (m := _LAYER.match(name))}
+    if indices != set(range(layers)):
+        raise ArtifactError(f"{WEIGHTS} has {len(indices)} decoder layers, config.json declares {layers}")
+    if not (path / "tokenizer.json").is_file() and not (path / "tokenizer_config.json").is_file():
+        raise ArtifactError(f"{path} has no tokenizer (tokenizer.json or tokenizer_config.json)")
