@@ -1,15 +1,18 @@
-"""The generator's bounds over HTTP on a replica with room for one sequence and one waiting request: a full
-queue answers 503 with Retry-After, and interactive requests overtake batch ones."""
+"""The generator's bounds over HTTP on a replica with room for one sequence and two waiting requests: a full
+queue answers 503 with Retry-After, and interactive requests overtake batch ones. That replica serves the
+converted checkpoint as a ``--model-uri`` directory, as an image does."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from functions.generator.artifact import packaged_checkpoint
 from tests.integration.generation_support import counter
 from tests.support.replicas import Replica, start_replica
 
@@ -18,9 +21,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def narrow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replica]:
+    checkpoint = packaged_checkpoint(Path.home() / ".cache" / "wakeserve" / "models" / ".converted")
     replica = start_replica(
-        "generator", tmp_path_factory.mktemp("narrow"), "--max-batch-size", "1", "--max-queue", "2", timeout=240
-    )
+        "generator",
+        tmp_path_factory.mktemp("narrow"),
+        "--max-batch-size", "1", "--max-queue", "2", "--model-uri", str(checkpoint),
+        timeout=240,
+    )  # fmt: skip
     yield replica
     replica.process.stop()
 
@@ -103,3 +110,12 @@ def test_a_full_queue_is_a_503_with_retry_after(narrow: Replica) -> None:
         stop.set()
         for thread in holders:
             thread.join(timeout=60)
+
+
+def test_a_model_uri_directory_is_served_under_its_own_version(narrow: Replica) -> None:
+    answer = httpx.post(
+        f"{narrow.url}/v2/models/generator/generate", json={"text_input": "Hello", "parameters": {"max_tokens": 2}}
+    ).json()
+    checkpoint = packaged_checkpoint(Path.home() / ".cache" / "wakeserve" / "models" / ".converted")
+    assert answer["model_version"] == checkpoint.name
+    assert answer["finish_reason"] in ("stop", "length")
