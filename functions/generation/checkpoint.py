@@ -39,7 +39,12 @@ def check_causal_checkpoint(path: Path) -> None:
     if not isinstance(config, dict):
         raise ArtifactError(f"{path}: config.json is not an object")
     architectures = config.get("architectures")
-    if not isinstance(architectures, list) or not any(str(a).endswith("ForCausalLM") for a in architectures):
+    if architectures is None:
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+        if config.get("model_type") not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+            raise ArtifactError(f"config.json: model_type {config.get('model_type')!r} is not a causal language model")
+    elif not isinstance(architectures, list) or not any(str(a).endswith("ForCausalLM") for a in architectures):
         raise ArtifactError(f"config.json: architectures {architectures!r} names no ...ForCausalLM model")
     hidden, vocab = _positive(config, "hidden_size"), _positive(config, "vocab_size")
     layers = _positive(config, "num_hidden_layers")

@@ -50,9 +50,13 @@ class GenerationEngine(ABC):
     async def open(self, request: GenerationRequest) -> GenerationStream:
         """Validate and queue ``request`` (4xx/503 errors are raised here), then stream its chunks."""
 
-    @abstractmethod
     def generate(self, request: GenerationRequest, timeout_s: float = 600.0) -> list[Chunk]:
         """Blocking: every chunk of ``request`` (for callers on worker threads)."""
+        return self.generate_many([request], timeout_s)[0]
+
+    @abstractmethod
+    def generate_many(self, requests: list[GenerationRequest], timeout_s: float = 600.0) -> list[list[Chunk]]:
+        """Blocking: queue every request at once (so they share the batch), then every chunk of each."""
 
     @abstractmethod
     def stats(self) -> EngineStats: ...
@@ -150,14 +154,19 @@ class ContinuousBatchingEngine(GenerationEngine):
         self._enqueue(entry)
         return GenerationStream(request.id, len(entry.prompt_ids), sink, lambda: self.cancel(entry))
 
-    def generate(self, request: GenerationRequest, timeout_s: float = 600.0) -> list[Chunk]:
-        entry = self.prepare(request)
-        sink = entry.sink = BlockingSink(chunk_bound(entry.n, entry.max_tokens))
-        self._enqueue(entry)
+    def generate_many(self, requests: list[GenerationRequest], timeout_s: float = 600.0) -> list[list[Chunk]]:
+        entries = [self.prepare(request) for request in requests]
+        sinks = []
         try:
-            return sink.drain(timeout_s)
+            for entry in entries:
+                sink = BlockingSink(chunk_bound(entry.n, entry.max_tokens))
+                entry.sink = sink
+                self._enqueue(entry)
+                sinks.append(sink)
+            return [sink.drain(timeout_s) for sink in sinks]
         except BaseException:
-            self.cancel(entry)
+            for entry in entries:
+                self.cancel(entry)
             raise
 
     def cancel(self, entry: _Request) -> None:

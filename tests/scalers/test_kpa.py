@@ -272,7 +272,7 @@ def test_project_inference_services_scale_from_zero_to_four_at_eleven_requests_p
     }
     # scaleTarget 16 at 70 % utilisation, under containerConcurrency 64; Knative's defaults otherwise.
     expected = KpaSpec(container_concurrency=64, target=16, initial_scale=0, min_scale=0, max_scale=4)
-    assert specs == {"classifier": expected, "embedder": expected}
+    assert specs == {"classifier": expected, "embedder": expected, "generator": expected}
     assert expected.effective_target == pytest.approx(11.2)
 
 

@@ -40,6 +40,8 @@ def write(path: Path, config: object, tensors: dict[str, tuple[int, ...]], token
     [
         (CONFIG, TENSORS, True, None),
         ({**CONFIG, "architectures": ["BertModel"]}, TENSORS, True, "ForCausalLM"),
+        ({k: v for k, v in CONFIG.items() if k != "architectures"} | {"model_type": "llama"}, TENSORS, True, None),
+        ({k: v for k, v in CONFIG.items() if k != "architectures"} | {"model_type": "resnet"}, TENSORS, True, "causal"),
         ({**CONFIG, "vocab_size": 10**9}, TENSORS, True, "config.json implies"),
         ({**CONFIG, "num_hidden_layers": 80}, TENSORS, True, "declares 80"),
         ({**CONFIG, "hidden_size": -1}, TENSORS, True, "positive integer"),

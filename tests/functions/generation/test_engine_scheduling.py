@@ -233,3 +233,12 @@ def test_prompts_prefilled_together_stay_under_the_token_budget(
     for call in [first, *calls]:
         assert isinstance(call.result()[-1], GenerationEnd)
     assert [[len(p) for p in prompts] for prompts in lm.prefilled[1:]] == groups
+
+
+def test_generate_many_queues_every_request_at_once_so_they_share_the_batch(make: MakeEngine) -> None:
+    engine, lm = make(EngineLimits(max_running=4))
+    answers = engine.generate_many(
+        [request(A, rid="a", max_tokens=5, **NO_EOS), request(B, rid="b", max_tokens=5, **NO_EOS)]
+    )
+    assert [usage_of(chunks).usage.completion_tokens for chunks in answers] == [5, 5]
+    assert max(lm.rows_per_step) == 2  # decoded together, not one after the other
