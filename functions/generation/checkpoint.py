@@ -8,36 +8,20 @@ are refused.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 from core.errors import ArtifactError
 from functions.serving.artifact_checks import read_header
+from functions.text.checkpoint import WEIGHTS, positive_int, read_config
 
-WEIGHTS = "model.safetensors"
 EMBEDDINGS = "model.embed_tokens.weight"
 _LAYER = re.compile(r"^model\.layers\.(\d+)\.")
 
 
-def _positive(config: dict[str, object], key: str) -> int:
-    value = config.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ArtifactError(f"config.json: {key} must be a positive integer, got {value!r}")
-    return value
-
-
 def check_causal_checkpoint(path: Path) -> None:
     """Raise :class:`ArtifactError` unless ``path`` holds a decoder-only checkpoint whose config matches its weights."""
-    weights = path / WEIGHTS
-    if not weights.is_file():
-        raise ArtifactError(f"{path} has no {WEIGHTS} (pickled weights are not loaded)")
-    try:
-        config = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{path}: config.json cannot be read: {exc}") from exc
-    if not isinstance(config, dict):
-        raise ArtifactError(f"{path}: config.json is not an object")
+    config, weights = read_config(path), path / WEIGHTS
     architectures = config.get("architectures")
     if architectures is None:
         from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
@@ -46,9 +30,9 @@ def check_causal_checkpoint(path: Path) -> None:
             raise ArtifactError(f"config.json: model_type {config.get('model_type')!r} is not a causal language model")
     elif not isinstance(architectures, list) or not any(str(a).endswith("ForCausalLM") for a in architectures):
         raise ArtifactError(f"config.json: architectures {architectures!r} names no ...ForCausalLM model")
-    hidden, vocab = _positive(config, "hidden_size"), _positive(config, "vocab_size")
-    layers = _positive(config, "num_hidden_layers")
-    _positive(config, "max_position_embeddings")
+    hidden, vocab = positive_int(config, "hidden_size"), positive_int(config, "vocab_size")
+    layers = positive_int(config, "num_hidden_layers")
+    positive_int(config, "max_position_embeddings")
     tensors = read_header(weights)
     embeddings = tensors.get(EMBEDDINGS)
     if embeddings is None:

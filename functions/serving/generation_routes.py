@@ -20,12 +20,13 @@ import orjson
 from kserve.model_repository import ModelRepository
 from pydantic import ValidationError
 
-from core.errors import InvalidInputError, NotFoundError, NotReadyError, PayloadTooLargeError, WakeserveError
+from core.errors import InvalidInputError, NotFoundError, NotReadyError, WakeserveError
 from core.http_errors import send_error
 from core.ids import new_id
 from functions.generation.schema import GenerationRequest
 from functions.serving import generate_v2, openai_render
 from functions.serving.openai_schema import ChatRequest, CompletionRequest, parse
+from functions.serving.rest import ClientGoneError, read_body
 from functions.serving.runtime import FunctionModel, served_model
 from functions.serving.sse import send_stream
 from functions.serving.transport_errors import as_wakeserve_error
@@ -41,25 +42,9 @@ GENERATE = re.compile(r"^/v2/models/(?P<name>[^/]+)/generate(?P<stream>_stream)?
 PRIORITY_HEADER = b"wakeserve-priority"
 
 
-class _ClientGoneError(Exception):
-    pass
-
-
 async def _read_json(receive: Receive, limit: int) -> object:
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientGoneError
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"request body is over the {limit}-byte limit")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
     try:
-        return orjson.loads(b"".join(chunks))
+        return orjson.loads(await read_body(receive, limit))
     except orjson.JSONDecodeError as exc:
         raise InvalidInputError(f"the body is not JSON: {exc}") from None
 
@@ -114,7 +99,7 @@ class GenerationRoutes:
                 await self._complete(route == "chat/completions", scope, receive, send)
             else:
                 raise NotFoundError(f"no route {method} /openai/v1/{route}")
-        except _ClientGoneError:
+        except ClientGoneError:
             return
         except Exception as exc:  # noqa: BLE001 - translated once, here, into the OpenAI error shape
             error = as_wakeserve_error(exc)
@@ -166,7 +151,7 @@ class GenerationRoutes:
                 if not isinstance(answer, dict):
                     raise _engine_error(answer.message, answer.retryable)
                 await _send_json(send, 200, answer)
-        except _ClientGoneError:
+        except ClientGoneError:
             return
         except Exception as exc:  # noqa: BLE001 - translated once, below
             await send_error(send, as_wakeserve_error(exc))
@@ -189,7 +174,7 @@ def _engine_error(message: str, retryable: bool) -> WakeserveError:
 
 
 async def _or_disconnect(work: Awaitable[Any], receive: Receive, cancel: Callable[[], None]) -> Any:
-    """``work``'s result; if the client leaves first, ``cancel`` and raise :class:`_ClientGoneError`."""
+    """``work``'s result; if the client leaves first, ``cancel`` and raise :class:`ClientGoneError`."""
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(_until_disconnect(receive))
     started = time.monotonic()
@@ -198,7 +183,7 @@ async def _or_disconnect(work: Awaitable[Any], receive: Receive, cancel: Callabl
         if task in done:
             return task.result()
         cancel()
-        raise _ClientGoneError(f"client left after {time.monotonic() - started:.3f}s")
+        raise ClientGoneError(f"client left after {time.monotonic() - started:.3f}s")
     finally:
         for pending in (task, watcher):
             if not pending.done():

@@ -35,6 +35,22 @@ class ClientGoneError(Exception):
     """The client disconnected before its request body arrived; nobody is left to answer."""
 
 
+async def read_body(receive: Receive, max_bytes: int) -> bytes:
+    """The whole request body, refused (413) past ``max_bytes``; :class:`ClientGoneError` if the client left."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGoneError
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLargeError(f"request body is over the {max_bytes}-byte limit")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
 class V2InferRoute:
     """ASGI middleware: serve v2 infer calls directly, pass everything else to the FastAPI app."""
 
@@ -51,22 +67,8 @@ class V2InferRoute:
                 return
         await self.app(scope, receive, send)
 
-    async def _read_body(self, receive: Receive) -> bytes:
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGoneError
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise PayloadTooLargeError(f"request body is over the {self.max_body_bytes}-byte limit")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-
     async def _answer(self, model_name: str, scope: Scope, receive: Receive) -> tuple[bytes, list[Any]]:
-        body = await self._read_body(receive)
+        body = await read_body(receive, self.max_body_bytes)
         json_length = None
         for key, value in scope["headers"]:
             if key.lower() == _JSON_LENGTH:

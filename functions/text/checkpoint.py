@@ -19,11 +19,25 @@ WEIGHTS = "model.safetensors"
 _LAYER = re.compile(r"(?:^|\.)encoder\.layer\.(\d+)\.")
 
 
-def _int(config: dict[str, object], key: str) -> int:
+def positive_int(config: dict[str, object], key: str) -> int:
+    """``config[key]`` when it is a positive integer; :class:`ArtifactError` naming the key otherwise."""
     value = config.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ArtifactError(f"config.json: {key} must be a positive integer, got {value!r}")
     return value
+
+
+def read_config(path: Path) -> dict[str, object]:
+    """The ``config.json`` of a checkpoint whose safetensors weights exist (pickled weights are refused)."""
+    if not (path / WEIGHTS).is_file():
+        raise ArtifactError(f"{path} has no {WEIGHTS} (pickled weights are not loaded)")
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: config.json cannot be read: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ArtifactError(f"{path}: config.json is not an object")
+    return config
 
 
 def _find(tensors: dict[str, TensorInfo], suffix: str) -> TensorInfo:
@@ -35,18 +49,10 @@ def _find(tensors: dict[str, TensorInfo], suffix: str) -> TensorInfo:
 
 def check_checkpoint(path: Path) -> None:
     """Raise :class:`ArtifactError` unless ``config.json`` and ``model.safetensors`` describe the same model."""
-    config_file, weights = path / "config.json", path / WEIGHTS
-    if not weights.is_file():
-        raise ArtifactError(f"{path} has no {WEIGHTS} (pickled weights are not loaded)")
-    try:
-        config = json.loads(config_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{path}: config.json cannot be read: {exc}") from exc
-    if not isinstance(config, dict):
-        raise ArtifactError(f"{path}: config.json is not an object")
-    hidden, vocab = _int(config, "hidden_size"), _int(config, "vocab_size")
-    positions, layers = _int(config, "max_position_embeddings"), _int(config, "num_hidden_layers")
-    intermediate = _int(config, "intermediate_size")
+    config, weights = read_config(path), path / WEIGHTS
+    hidden, vocab = positive_int(config, "hidden_size"), positive_int(config, "vocab_size")
+    positions, layers = positive_int(config, "max_position_embeddings"), positive_int(config, "num_hidden_layers")
+    intermediate = positive_int(config, "intermediate_size")
     tensors = read_header(weights)
     expected = {
         "embeddings.word_embeddings.weight": (vocab, hidden),
